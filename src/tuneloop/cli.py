@@ -1,0 +1,74 @@
+"""The `tuneloop` command: thin commands that parse, call one library function and print.
+
+This is the only place that exits. Library code raises TuneloopError; here it becomes one clean
+message on stderr and a non-zero exit (`--debug` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from tuneloop.errors import TuneloopError
+
+# Each area owns one module under tuneloop.commands that exposes `register(group)`.
+# Modules are imported when the CLI starts, but heavy libraries (torch, transformers) are imported
+# inside the command functions so `tuneloop --help` stays fast.
+COMMAND_MODULES = ("data", "train", "infer", "eval", "serve", "runs", "demo")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="tuneloop")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Fine-tuning as a loop: check data, train, evaluate, compare with prompting, repeat."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if debug:
+        os.environ["TUNELOOP_DEBUG"] = "1"
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"tuneloop.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"tuneloop.commands.{name}":
+                continue  # area not built yet
+            raise
+        module.register(cli)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the CLI and turn user errors into clean exits."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="tuneloop", standalone_mode=False)
+    except TuneloopError as exc:
+        if debug:
+            raise
+        click.secho(f"error: {exc.message()}", fg="red", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Instruction data: load, validate, curate, split and render records."""

@@ -1,0 +1,47 @@
+"""The one internal record every data path produces: chat messages or raw text, with its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Record:
+    """One training/eval example.
+
+    Exactly one of `messages` (chat: [{"role", "content"}]) or `text` (continued pretraining)
+    is set. `source` and `line` point at where the row came from (1-based line for text files,
+    1-based row index for tabular ones) so every message can say file:line. `raw` keeps the row's
+    original text so a rejected row is written back exactly as the user gave it.
+    """
+
+    messages: list[dict[str, str]] | None = None
+    text: str | None = None
+    source: str = "<memory>"
+    line: int = 0
+    raw: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """`file:line` for messages."""
+        return f"{self.source}:{self.line}"
+
+    @property
+    def is_chat(self) -> bool:
+        """True for chat records, False for raw-text (pretraining) records."""
+        return self.messages is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The canonical on-disk form (what `data check --out` and `data split` write)."""
+        if self.messages is not None:
+            return {"messages": [dict(m) for m in self.messages]}
+        return {"text": self.text}
+
+    @classmethod
+    def chat(cls, *turns: tuple[str, str], **kw: Any) -> "Record":
+        """Shorthand for tests and code: Record.chat(("user", "hi"), ("assistant", "hello"))."""
+        return cls(messages=[{"role": r, "content": c} for r, c in turns], **kw)

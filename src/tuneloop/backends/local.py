@@ -1,0 +1,53 @@
+"""In-process backend: a model reference loaded once and generated from in batches."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tuneloop.backends import GenParams, Messages
+
+
+class LocalGenerator:
+    """Generates with `tuneloop.infer.generate` on a model reference (loaded on first use)."""
+
+    def __init__(self, ref: str, batch_size: int = 8, device: str = "cpu"):
+        self.ref = str(ref)
+        self.name = f"local:{self.ref}"
+        self.batch_size = batch_size
+        self.device = device
+        self._loaded: tuple[Any, Any, Any] | None = None
+        self._lock = threading.Lock()  # one model, one generation at a time
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        if self._loaded is None:
+            from tuneloop.data.render import Renderer
+            from tuneloop.models import load_model
+
+            model, tokenizer = load_model(self.ref, device=self.device)
+            model.eval()
+            # The renderer picks the template saved with the model (R15).
+            self._loaded = (model, tokenizer, Renderer(tokenizer))
+        return self._loaded
+
+    def generate(self, prompts: list[Messages], params: GenParams) -> list[str]:
+        """One completion per prompt, batched `batch_size` at a time."""
+        if not prompts:
+            return []
+        from tuneloop.infer.generate import generate
+
+        with self._lock:
+            model, tokenizer, renderer = self._load()
+            outs = generate(
+                model,
+                tokenizer,
+                renderer,
+                prompts,
+                max_new_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed,
+                batch_size=self.batch_size,
+                stop=list(params.stop) or None,
+            )
+        return [g.text for g in outs]

@@ -1,0 +1,192 @@
+"""Padding-free packing: packed loss equals unpacked loss, documents stay apart, batch plans hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny import make_tiny_model
+
+from tuneloop.errors import DataError
+from tuneloop.train.collate import (
+    IGNORE_INDEX,
+    collate_packed,
+    collate_padded,
+    enable_packed_attention,
+    packed_loss,
+    plan_batches,
+)
+
+ATTENTIONS = ["sdpa", "tuneloop_varlen"]
+
+
+@dataclass
+class Ex:
+    """Stand-in for tuneloop.data.render.RenderedExample (collate duck-types on these fields)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    n_trained: int = 0
+    prompt_truncated: int = 0
+
+
+def _examples(tokenizer, lengths=(7, 1, 23, 12, 40), seed=0) -> list[Ex]:
+    """Random token rows of the given lengths; prompt half masked, answer half trained."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n in lengths:
+        ids = torch.randint(3, len(tokenizer), (n,), generator=g).tolist()
+        cut = n // 2
+        out.append(Ex(ids, [IGNORE_INDEX] * cut + ids[cut:]))
+    return out
+
+
+def _padded_loss(model, examples, pad_id):
+    """Reference: the plain padded batch with attention_mask and full logits, summed CE."""
+    batch = collate_padded(examples, pad_id)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   use_cache=False).logits
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, batch["n_trained_tokens"]
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_packed_loss_and_grads_equal_unpacked(tiny_tokenizer, attention):
+    """Packed loss == per-example padded loss within 1e-5 (fp32), and so are the gradients."""
+    model = make_tiny_model(tiny_tokenizer, seed=1).float()
+    examples = _examples(tiny_tokenizer)
+
+    model.zero_grad()
+    ref_sum, ref_n = _padded_loss(model, examples, tiny_tokenizer.pad_token_id)
+    (ref_sum / ref_n).backward()
+    ref_grads = _grads(model)
+
+    assert enable_packed_attention(model, attention) == attention
+    model.zero_grad()
+    batch = collate_packed(examples)
+    loss_sum, n = packed_loss(model, batch)
+    (loss_sum / n).backward()
+    grads = _grads(model)
+
+    assert n == ref_n == batch["n_trained_tokens"]
+    assert abs((loss_sum / n).item() - (ref_sum / ref_n).item()) < 1e-5
+    assert grads.keys() == ref_grads.keys()
+    for name, g in grads.items():
+        assert torch.allclose(g, ref_grads[name], atol=1e-6, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_documents_do_not_attend_to_each_other(tiny_tokenizer, attention):
+    """Changing document A's tokens leaves document B's logits unchanged (and A's do change)."""
+    model = make_tiny_model(tiny_tokenizer, seed=2).float().eval()
+    enable_packed_attention(model, attention)
+    a, b = _examples(tiny_tokenizer, lengths=(15, 11), seed=3)
+    a2 = Ex([(t + 5) % len(tiny_tokenizer) for t in a.input_ids], a.labels)
+
+    def logits(docs):
+        batch = collate_packed(docs)
+        kw = {k: batch[k] for k in ("input_ids", "position_ids")}
+        cu = batch["cu_seqlens"]
+        with torch.no_grad():
+            return model(**kw, use_cache=False, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                         max_length_q=batch["max_seqlen"],
+                         max_length_k=batch["max_seqlen"]).logits[0]
+
+    before, after = logits([a, b]), logits([a2, b])
+    assert torch.allclose(before[15:], after[15:], atol=1e-6)
+    assert not torch.allclose(before[:15], after[:15], atol=1e-3)
+    # B packed after A gives the same logits as B alone: nothing leaks from A at all.
+    assert torch.allclose(logits([b]), before[15:], atol=1e-5)
+
+
+def test_with_default_kv_cache_documents_leak(tiny_tokenizer):
+    """Why packed_loss passes use_cache=False: with a cache transformers ignores the packing."""
+    model = make_tiny_model(tiny_tokenizer, seed=2).float().eval()
+    model.set_attn_implementation("sdpa")
+    a, b = _examples(tiny_tokenizer, lengths=(15, 11), seed=3)
+    alone = collate_packed([b])
+    both = collate_packed([a, b])
+    with torch.no_grad():
+        ref = model(input_ids=alone["input_ids"], position_ids=alone["position_ids"],
+                    use_cache=False).logits[0]
+        leaky = model(input_ids=both["input_ids"], position_ids=both["position_ids"],
+                      use_cache=True).logits[0, 15:]
+    assert not torch.allclose(ref, leaky, atol=1e-3)
+
+
+def test_collate_packed_layout():
+    """Positions restart per document, the first label of each document is masked, counts add up."""
+    docs = [Ex([5, 6, 7], [5, 6, 7]), Ex([8, 9], [IGNORE_INDEX, 9]), Ex([4], [4])]
+    b = collate_packed(docs, pad_to_multiple_of=8)
+    assert b["input_ids"].shape == b["labels"].shape == b["position_ids"].shape == (1, 8)
+    assert b["input_ids"][0, :6].tolist() == [5, 6, 7, 8, 9, 4]
+    assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 1]
+    assert b["labels"][0].tolist() == [-100, 6, 7, -100, 9, -100, -100, -100]
+    assert b["cu_seqlens"].dtype == torch.int32
+    assert b["cu_seqlens"].tolist() == [0, 3, 5, 6, 8]
+    assert b["max_seqlen"] == 3
+    assert b["n_real_tokens"] == 6 and b["n_trained_tokens"] == 3
+
+
+def test_collate_padded_layout():
+    """Right padding with the pad id, -100 labels and a zero attention mask on padding."""
+    b = collate_padded([Ex([5, 6, 7], [5, 6, 7]), Ex([8], [8])], pad_token_id=0)
+    assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert b["labels"].tolist() == [[5, 6, 7], [8, -100, -100]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert b["n_real_tokens"] == 4
+
+
+def test_bad_batches_are_refused_with_a_fix():
+    """Empty batches, empty rows and misaligned labels raise DataError, never a silent mis-pack."""
+    with pytest.raises(DataError, match="empty batch"):
+        collate_packed([])
+    with pytest.raises(DataError, match="no tokens"):
+        collate_packed([Ex([], [])])
+    with pytest.raises(DataError, match="2 input_ids but 1 labels") as err:
+        collate_padded([Ex([1, 2], [1])], pad_token_id=0)
+    assert err.value.fix
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 300), max_size=60),
+    batch_size=st.integers(1, 9),
+    seed=st.integers(0, 2**31),
+    epoch=st.integers(0, 5),
+    max_tokens=st.one_of(st.none(), st.integers(1, 600)),
+    shuffle=st.booleans(),
+)
+def test_plan_batches_is_deterministic_and_covers_every_index(lengths, batch_size, seed, epoch,
+                                                              max_tokens, shuffle):
+    """Same (seed, epoch) → same plan; every index exactly once; size and token caps hold (R1)."""
+    kw = {"batch_size": batch_size, "seed": seed, "epoch": epoch, "max_tokens": max_tokens,
+              "shuffle": shuffle}
+    plan = plan_batches(lengths, **kw)
+    assert plan == plan_batches(list(lengths), **kw)
+    flat = [i for b in plan for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= batch_size for b in plan)
+    if max_tokens is not None:
+        assert all(len(b) == 1 or sum(lengths[i] for i in b) <= max_tokens for b in plan)
+    if not shuffle:
+        assert flat == list(range(len(lengths)))
+
+
+def test_plan_batches_changes_with_epoch_and_seed():
+    """A new epoch (or seed) reshuffles; the order is pinned so resumed runs replay it (R1)."""
+    lengths = [10] * 50
+    p = plan_batches(lengths, batch_size=4, seed=0, epoch=0)
+    assert p != plan_batches(lengths, batch_size=4, seed=0, epoch=1)
+    assert p != plan_batches(lengths, batch_size=4, seed=1, epoch=0)
+    with pytest.raises(DataError):
+        plan_batches(lengths, batch_size=0, seed=0, epoch=0)

@@ -1,0 +1,41 @@
+"""`tuneloop serve`: an OpenAI-compatible HTTP server for a model reference."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("serve")
+@click.argument("ref")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --api-key (or --insecure).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", envvar="TUNELOOP_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every /v1 route [env TUNELOOP_API_KEY].")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback bind without an API key.")
+@click.option("--model-name", default=None, help="Model id clients send (default: REF).")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(1),
+              help="Larger request bodies get 413.")
+@click.option("--max-batch-size", default=8, show_default=True, type=click.IntRange(1),
+              help="Rows generated together; compatible concurrent requests are batched.")
+@click.option("--device", default="cpu", show_default=True)
+def serve_cmd(ref: str, host: str, port: int, api_key: str | None, insecure: bool,
+              model_name: str | None, max_body_bytes: int, max_batch_size: int,
+              device: str) -> None:
+    """Serve REF (embedded alias, HF dir, hub id or run dir) with an OpenAI-compatible API.
+
+    Endpoints: GET /v1/models, POST /v1/chat/completions (stream: true for SSE),
+    POST /v1/completions. Chat prompts use the template saved with the model and stop at
+    end-of-turn. Binds 127.0.0.1 by default.
+    """
+    from tuneloop.serve.server import serve
+
+    click.echo(f"serving {ref} at http://{host}:{port}/v1 as model "
+               f"{model_name or ref!r}", err=True)
+    serve(ref, host=host, port=port, api_key=api_key, insecure=insecure, model_name=model_name,
+          max_body_bytes=max_body_bytes, max_batch_size=max_batch_size, device=device)
+
+
+def register(cli: click.Group) -> None:
+    """Add `serve` to the CLI."""
+    cli.add_command(serve_cmd)

@@ -1,0 +1,1 @@
+"""OpenAI-compatible serving: app factory, batching engine, bind-safety checks."""

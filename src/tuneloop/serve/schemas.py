@@ -1,0 +1,90 @@
+"""Pydantic request models for the OpenAI-compatible endpoints (validation → 400 naming the field)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_N = 16
+MAX_STOP = 4
+
+
+class TextPart(BaseModel):
+    """One `{"type": "text", "text": ...}` content part (the only kind a text model can use)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """A chat message; content is a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[TextPart]
+
+    def as_dict(self) -> dict[str, str]:
+        """`{"role", "content"}` with text parts joined and `developer` treated as `system`."""
+        text = self.content if isinstance(self.content, str) else "".join(
+            p.text for p in self.content)
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": text}
+
+
+class StreamOptions(BaseModel):
+    """`stream_options`: only include_usage is meaningful here."""
+
+    include_usage: bool = False
+
+
+class _Sampling(BaseModel):
+    # Unknown OpenAI fields (user, logit_bias, ...) are ignored rather than refused, so generic
+    # clients work; every parameter that changes sampling is validated below.
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
+        items = [v] if isinstance(v, str) else (v or [])
+        if len(items) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences are allowed, got {len(items)}")
+        if any(s == "" for s in items):
+            raise ValueError("stop sequences must be non-empty strings")
+        return v
+
+    def stop_tuple(self) -> tuple[str, ...]:
+        """The stop strings as a tuple."""
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class ChatCompletionRequest(_Sampling):
+    """POST /v1/chat/completions body."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+class CompletionRequest(_Sampling):
+    """POST /v1/completions body (text prompts; token-id prompts are not supported)."""
+
+    prompt: str | list[str]
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("prompt list is empty")
+        return v

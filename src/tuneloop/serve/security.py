@@ -1,0 +1,38 @@
+"""Bind-address safety for servers (R21): loopback by default, no open port without a key."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from tuneloop.errors import ServeError
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` resolves to is a loopback address."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except OSError:
+        return False  # unresolvable: treat as exposed, the safe answer
+    addrs = {info[4][0] for info in infos}
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
+def check_bind(host: str, api_key: str | None, insecure: bool = False) -> None:
+    """Refuse a non-loopback bind without an API key unless the user passed --insecure."""
+    if is_loopback(host) or api_key or insecure:
+        return
+    raise ServeError(
+        f"refusing to listen on {host!r} without an API key: anyone who can reach this "
+        "machine could use the model",
+        where="--host",
+        fix="pass --api-key KEY (or set TUNELOOP_API_KEY), keep the default --host 127.0.0.1, "
+        "or add --insecure if this network is trusted",
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: test suites and checks, held-out loss, multiple-choice loglik, compare."""

@@ -1,0 +1,163 @@
+"""Gather run dirs + eval outputs + the index, draw the plots, render one self-contained HTML file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tuneloop.errors import UsageError
+from tuneloop.report import plots, tables
+from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
+from tuneloop.report.runs import RunData, attach_index, load_run
+
+TEMPLATE = "report.html.j2"
+
+
+@dataclass
+class ReportSummary:
+    """What was written: the file and the headline counts (the CLI prints these)."""
+
+    out: Path
+    runs: int
+    columns: int
+    cases: int
+    flipped: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def short_fingerprint(value: Any, length: int = 12) -> str:
+    """`sha256:abcdef…` / a fingerprint dict → the first `length` hex chars of its id."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if not value:
+        return "—"
+    text = str(value)
+    return text.split(":", 1)[-1][:length]
+
+
+def _environment():
+    import jinja2
+
+    folder = resources.files("tuneloop").joinpath("resources", "report")
+
+    def load(name: str) -> str:
+        return folder.joinpath(name).read_text(encoding="utf-8")
+
+    # autoescape=True for every template: all run names, prompts and model outputs are user text
+    # (R22). Only our own CSS and the base64 data URIs are trusted.
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(load),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pct"] = tables.pct
+    env.filters["num"] = tables.num
+    env.filters["shortfp"] = short_fingerprint
+    return env
+
+
+def _latest_metric_suite(run: RunData) -> float | None:
+    """The pass rate of the last `suite` row in metrics.jsonl (when the index has none)."""
+    rates = [r.get("pass_rate") for r in run.suite if isinstance(r.get("pass_rate"), (int, float))]
+    return rates[-1] if rates else None
+
+
+def _run_overview(run: RunData) -> dict[str, Any]:
+    cfg = tables.flatten(run.config)
+    idx = run.index_row or {}
+    fp = run.fingerprint or {}
+    return {
+        "name": run.name,
+        "model": idx.get("model") or run.run_info.get("model") or cfg.get("model")
+        or cfg.get("model.ref") or cfg.get("model.name") or "—",
+        "method": idx.get("method") or run.run_info.get("method") or cfg.get("method")
+        or cfg.get("train.method") or "—",
+        "fingerprint": short_fingerprint(idx.get("data_fingerprint") or fp.get("id")),
+        "steps": run.steps if run.steps is not None else "—",
+        "best_eval_loss": run.best_eval_loss,
+        "latest_suite": idx.get("latest_suite_score") if idx.get("latest_suite_score")
+        is not None else _latest_metric_suite(run),
+        "status": idx.get("status") or run.run_info.get("status") or "—",
+        "path": str(run.path),
+    }
+
+
+def gather(
+    run_dirs: Sequence[str | Path],
+    compare_dirs: Sequence[str | Path] = (),
+    eval_dirs: Sequence[str | Path] = (),
+    index_path: Path | None = None,
+) -> tuple[list[RunData], list[EvalSet]]:
+    """Read every input; UsageError for a path that is not what it was passed as."""
+    if not run_dirs and not compare_dirs and not eval_dirs:
+        raise UsageError("nothing to report", fix="pass one or more run directories")
+    runs = [load_run(p) for p in run_dirs]
+    attach_index(runs, index_path)
+    sets: list[EvalSet] = []
+    for run in runs:
+        sets.extend(run_eval_sets(run.path, run.name))
+    sets.extend(load_eval_dir(p) for p in [*compare_dirs, *eval_dirs])
+    return runs, sets
+
+
+def render_html(runs: list[RunData], sets: list[EvalSet]) -> tuple[str, ReportSummary]:
+    """The report HTML and its headline counts (out is filled in by write_report)."""
+    columns = tables.all_columns(sets)
+    case_rows = tables.case_rows(columns)
+    cfg_keys, cfg_rows = tables.config_diff(runs)
+    warnings = [w for r in runs for w in r.warnings] + [w for s in sets for w in s.warnings]
+    flipped = sum(r.flipped for r in case_rows)
+    context = {
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "runs": runs,
+        "overview": [_run_overview(r) for r in runs],
+        "sets": sets,
+        "columns": columns,
+        "case_rows": case_rows,
+        "flipped": flipped,
+        "cfg_keys": cfg_keys,
+        "cfg_rows": cfg_rows,
+        "checkpoint_rows": tables.suite_checkpoint_rows(runs),
+        "contamination": [
+            (s.label, tables.contamination_rows(s.contamination))
+            for s in sets
+            if s.contamination is not None
+        ],
+        "loss_png": plots.loss_curves(runs),
+        "steps_png": plots.suite_over_steps(runs),
+        "bars_png": plots.pass_rate_bars(columns),
+        "warnings": warnings,
+        "show": tables.show,
+    }
+    html = _environment().get_template(TEMPLATE).render(**context)
+    summary = ReportSummary(Path(), len(runs), len(columns), len(case_rows), flipped, warnings)
+    return html, summary
+
+
+def write_report(
+    run_dirs: Sequence[str | Path],
+    *,
+    out: str | Path,
+    compare_dirs: Sequence[str | Path] = (),
+    eval_dirs: Sequence[str | Path] = (),
+    index_path: Path | None = None,
+) -> ReportSummary:
+    """Build the report for `run_dirs` (+ eval output dirs) and write it to `out` atomically."""
+    runs, sets = gather(run_dirs, compare_dirs, eval_dirs, index_path)
+    html, summary = render_html(runs, sets)
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError("--out is a directory", where=str(out), fix="pass a file name like report.html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)  # a reader never sees half a report
+    summary.out = out.resolve()
+    return summary

@@ -1,0 +1,164 @@
+"""Read a run directory (config, fingerprint, metrics, run.json) into a RunData, defensively.
+
+Run dirs come from runs in any state (running, crashed, old versions), so a missing or malformed
+file becomes a warning shown in the report, never a traceback and never a silently dropped line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneloop.errors import UsageError
+
+RUN_MARKERS = ("run.json", "config.yaml", "metrics.jsonl")
+
+
+@dataclass
+class RunData:
+    """Everything the report shows about one run directory."""
+
+    path: Path
+    name: str
+    run_info: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] | None = None
+    train: list[dict[str, Any]] = field(default_factory=list)
+    eval: list[dict[str, Any]] = field(default_factory=list)
+    suite: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    index_row: dict[str, Any] | None = None
+    index_evals: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best_eval_loss(self) -> float | None:
+        """run.json's best eval loss, else the lowest eval loss in the metrics."""
+        value = self.run_info.get("best_eval_loss")
+        if isinstance(value, (int, float)):
+            return float(value)
+        losses = [r["eval_loss"] for r in self.eval if _is_num(r.get("eval_loss"))]
+        return min(losses) if losses else None
+
+    @property
+    def steps(self) -> int | None:
+        """run.json's step count, else the last logged step."""
+        value = self.run_info.get("steps")
+        if isinstance(value, int):
+            return value
+        logged = [r["step"] for r in self.train + self.eval if isinstance(r.get("step"), int)]
+        return max(logged) if logged else None
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_json(path: Path, warnings: list[str]) -> Any:
+    """Parse a JSON file; a missing or broken file adds a warning and returns None."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.append(f"{path}: unreadable JSON ({exc}); not shown")
+        return None
+
+
+def read_jsonl(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """Parse a JSONL file row by row; each bad line is counted in one warning naming its lines."""
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        warnings.append(f"{path}: unreadable ({exc}); not shown")
+        return rows
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(lineno)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(lineno)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else "")
+        warnings.append(f"{path}: {len(bad)} line(s) not a JSON object, skipped (lines {shown})")
+    return rows
+
+
+def _read_yaml(path: Path, warnings: list[str]) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        warnings.append(f"{path}: unreadable YAML ({exc}); config not shown")
+        return {}
+    if not isinstance(data, dict):
+        warnings.append(f"{path}: expected a mapping, got {type(data).__name__}")
+        return {}
+    return data
+
+
+def load_run(path: str | Path) -> RunData:
+    """Read one run directory; raise UsageError if it is not a run directory at all."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise UsageError(
+            "run directory not found",
+            where=str(run_dir),
+            fix="pass a directory written by `tuneloop train` (see `tuneloop runs` for paths)",
+        )
+    if not any((run_dir / marker).exists() for marker in RUN_MARKERS):
+        raise UsageError(
+            f"not a run directory (none of {', '.join(RUN_MARKERS)} found)",
+            where=str(run_dir),
+            fix="pass a directory written by `tuneloop train`; eval outputs go in --compare/--evals",
+        )
+    warnings: list[str] = []
+    info = read_json(run_dir / "run.json", warnings)
+    run = RunData(path=run_dir.resolve(), name=run_dir.resolve().name, warnings=warnings)
+    run.run_info = info if isinstance(info, dict) else {}
+    run.name = str(run.run_info.get("name") or run.name)
+    run.config = _read_yaml(run_dir / "config.yaml", warnings)
+    fp = read_json(run_dir / "data" / "fingerprint.json", warnings)
+    run.fingerprint = fp if isinstance(fp, dict) else None
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for row in read_jsonl(metrics, warnings):
+            kind = row.get("kind")
+            if kind == "train":
+                run.train.append(row)
+            elif kind == "eval":
+                run.eval.append(row)
+            elif kind == "suite":
+                run.suite.append(row)
+    else:
+        warnings.append(f"{metrics}: missing; no loss curves for this run")
+    return run
+
+
+def attach_index(runs: list[RunData], index_path: Path | None = None) -> None:
+    """Join each run's index row and evaluations, if an index exists (never creates one)."""
+    from tuneloop import index
+
+    path = index_path or index.default_index_path()
+    if not path.is_file():
+        return
+    db = index.open_index(path)
+    try:
+        by_dir = {row["run_dir"]: row for row in index.list_runs(index=db)}
+        for run in runs:
+            run.index_row = by_dir.get(str(run.path))
+            run.index_evals = index.list_evals(run.path, index=db)
+    finally:
+        db.close()

@@ -1,0 +1,125 @@
+"""Writers for two realistic run dirs and a compare dir, written in the documented on-disk formats.
+
+The formats are those of docs/architecture.md (run dir layout) and docs/eval.md (compare.json,
+<variant>/cases.jsonl + summary.json). Outputs carry XSS payloads (R22).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SCRIPT_PAYLOAD = "<script>window.__xss=1</script>"
+IMG_PAYLOAD = '<img src=x onerror="window.__xss=1">'
+
+# (case id, prompt, {variant: (output, pass)}) — the "tuned" variant is also the run's own suite.
+CASES = [
+    ("capital-fr", "What is the capital of France?",
+     {"base": ("Paris is the capital.", True), "prompted": ("Paris.", True),
+      "tuned": ("Paris.", True)}),
+    ("json-object", "Reply with a JSON object with key ok.",
+     {"base": ("Sure! ok: true", False), "prompted": ('{"ok": true}', True),
+      "tuned": ('{"ok": true}', True)}),
+    ("xss-script", "Echo this HTML back verbatim.",
+     {"base": (f"Here it is: {SCRIPT_PAYLOAD}", False), "prompted": (SCRIPT_PAYLOAD, False),
+      "tuned": (SCRIPT_PAYLOAD, True)}),
+    ("xss-img", f"Describe {IMG_PAYLOAD}",
+     {"base": (IMG_PAYLOAD, False), "prompted": (IMG_PAYLOAD, False),
+      "tuned": ("an image tag", False)}),
+]
+# capital-fr never flips; json-object, xss-script flip; xss-img fails everywhere.
+EXPECTED_FLIPPED = 2
+
+
+@dataclass
+class FakeWorkspace:
+    """Paths of the written fixtures."""
+
+    run_a: Path
+    run_b: Path
+    compare: Path
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def write_run(root: Path, name: str, *, method: str, lr: float, floor: float, steps: int = 50,
+              suite_rates: tuple[float, float] = (0.5, 0.75)) -> Path:
+    """A finished run dir: config.yaml, data/fingerprint.json, metrics.jsonl, run.json, evals/."""
+    run = root / name
+    (run / "data").mkdir(parents=True)
+    config = {
+        "model": "smollm2-135m-instruct",
+        "method": method,
+        "data": {"train": ["data/train.jsonl"], "max_length": 256},
+        "train": {"lr": lr, "epochs": 2, "batch_size": 8, "seed": 0},
+    }
+    if method == "lora":
+        config["lora"] = {"r": 8, "alpha": 16, "dropout": 0.05}
+    (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    fp_id = ("a1b2c3d4e5f6" if method == "lora" else "0f9e8d7c6b5a") + "0" * 52
+    (run / "data" / "fingerprint.json").write_text(json.dumps({
+        "id": fp_id,
+        "files": [{"path": "data/train.jsonl", "sha256": "5" * 64, "rows": 120}],
+        "train_examples": 108, "eval_examples": 12,
+        "train_rendered_sha256": "6" * 64, "eval_rendered_sha256": "7" * 64,
+        "dropped": {"answer_cut_by_max_length": 2},
+    }))
+    rows = []
+    for step in range(5, steps + 1, 5):
+        loss = floor + 2.0 * math.exp(-step / 15)
+        rows.append({"step": step, "kind": "train", "loss": loss, "lr": lr,
+                     "grad_norm": 1.0 + 0.01 * step, "tokens_per_s": 230.0})
+        if step % 25 == 0:
+            ev = loss + 0.15
+            rows.append({"step": step, "kind": "eval", "eval_loss": ev,
+                         "perplexity": math.exp(ev)})
+            rate = suite_rates[step // 25 - 1]
+            rows.append({"step": step, "kind": "suite", "suite": "smoke", "pass_rate": rate})
+    _write_jsonl(run / "metrics.jsonl", rows)
+    best = min(r["eval_loss"] for r in rows if r["kind"] == "eval")
+    (run / "run.json").write_text(json.dumps({
+        "status": "completed", "steps": steps, "best_checkpoint": f"checkpoints/step-{steps:06d}",
+        "best_eval_loss": best, "timings": {"train_s": 42.0},
+    }))
+    suite = run / "evals" / "smoke" / "tuned"
+    cases = [{"id": cid, "prompt": prompt, "output": by_v["tuned"][0], "pass": by_v["tuned"][1],
+              "checks": [{"name": "contains", "pass": by_v["tuned"][1], "message": "expected text"}]}
+             for cid, prompt, by_v in CASES]
+    if method == "full":  # the second run answers json-object wrongly: a flip between runs too
+        cases[1] = dict(cases[1], output="ok", **{"pass": False})
+    _write_jsonl(suite / "cases.jsonl", cases)
+    passed = sum(c["pass"] for c in cases)
+    (suite / "summary.json").write_text(json.dumps(
+        {"suite": "smoke", "n": len(cases), "passed": passed, "pass_rate": passed / len(cases)}))
+    return run
+
+
+def write_compare(root: Path) -> Path:
+    """A compare dir: compare.json with variants, per-case pass/output, held-out loss, contamination."""
+    out = root / "compare-out"
+    out.mkdir(parents=True)
+    variants = ["base", "prompted", "tuned"]
+    cases = [
+        {"id": cid, "prompt": [{"role": "user", "content": prompt}],
+         "outputs": {v: by_v[v][0] for v in variants}, "pass": {v: by_v[v][1] for v in variants}}
+        for cid, prompt, by_v in CASES
+    ]
+    rates = {v: sum(c["pass"][v] for c in cases) / len(cases) for v in variants}
+    (out / "compare.json").write_text(json.dumps({
+        "suite": "smoke",
+        "variants": [{"name": v, "model_ref": "smollm2-135m-instruct", "pass_rate": rates[v],
+                      "n": len(cases)} for v in variants],
+        "cases": cases,
+        "heldout_loss": {"base": 2.41, "prompted": 2.41, "tuned": 1.37},
+        "contamination": {"method": "13-gram overlap", "test_items": 4, "contaminated": 1,
+                          "overlaps": [{"test_id": "capital-fr", "train_line": 17}]},
+    }))
+    return out
+

@@ -22,12 +22,14 @@ class LocalGenerator:
     def _load(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
             from tuneloop.data.render import Renderer
-            from tuneloop.models import load_model
+            from tuneloop.models import load_model, model_template, resolve_model_ref
 
-            model, tokenizer = load_model(self.ref, device=self.device)
+            resolved = resolve_model_ref(self.ref)
+            model, tokenizer = load_model(resolved, device=self.device)
             model.eval()
-            # The renderer picks the template saved with the model (R15).
-            self._loaded = (model, tokenizer, Renderer(tokenizer))
+            # The template saved with the model is the one it was trained with (R15).
+            renderer = Renderer(tokenizer, template=model_template(resolved))
+            self._loaded = (model, tokenizer, renderer)
         return self._loaded
 
     def generate(self, prompts: list[Messages], params: GenParams) -> list[str]:

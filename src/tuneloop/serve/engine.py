@@ -175,6 +175,10 @@ class Engine:
         self._queue.put(job)
         return job.future
 
+    def queued(self) -> int:
+        """Jobs waiting (not yet in a running batch)."""
+        return self._queue.qsize() + len(self._pending)
+
     # -- worker ----------------------------------------------------------------------------
     def _take(self) -> Job | None:
         if self._pending:

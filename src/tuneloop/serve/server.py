@@ -14,12 +14,13 @@ def build_app(ref: str, *, model_name: str | None = None, api_key: str | None = 
               device: str = "cpu") -> Any:
     """Load `ref` (base, full fine-tune or base + adapter) and return the ready FastAPI app."""
     from tuneloop.data.render import Renderer
-    from tuneloop.models import load_model
+    from tuneloop.models import load_model, model_template, resolve_model_ref
 
-    model, tokenizer = load_model(ref, device=device)
+    resolved = resolve_model_ref(ref)
+    model, tokenizer = load_model(resolved, device=device)
     model.eval()
-    # The renderer uses the template saved with the model (R15) and its end-of-turn ids (R14).
-    renderer = Renderer(tokenizer)
+    # The template the model was trained with (R15), and its end-of-turn ids to stop at (R14).
+    renderer = Renderer(tokenizer, template=model_template(resolved))
     engine = Engine(model, tokenizer, renderer.stop_token_ids, max_batch_size=max_batch_size)
     return create_app(engine, model_name=model_name or ref, chat_prompt_ids=renderer.prompt_ids,
                       api_key=api_key, max_body_bytes=max_body_bytes)

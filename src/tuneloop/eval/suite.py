@@ -6,7 +6,7 @@ A suite file:
     threshold: 0.8          # weighted share of cases that must pass (default 1.0)
     judge: null             # model ref or openai:URL#model for `judge` checks
     max_new_tokens: 256
-    system: null            # suite-wide system prompt (a case's own `system` wins)
+    system: null            # default system prompt (a case's own `system` or --system-prompt wins)
     cases:
       - id: capital
         prompt: What is the capital of France?     # or messages: [{role, content}, ...]
@@ -142,7 +142,7 @@ class Suite(BaseModel):
     description: str = Field("", description="What the suite tests.")
     threshold: float = Field(1.0, ge=0, le=1, description="Weighted pass share needed to pass.")
     judge: str | None = Field(None, description="Judge model ref or openai:URL#model.")
-    system: str | None = Field(None, description="System prompt for cases without their own.")
+    system: str | None = Field(None, description="Default system prompt (case/caller's wins).")
     max_new_tokens: int = Field(256, gt=0, description="Generation length per case.")
     cases: list[Case] = Field(description="The test cases.")
 
@@ -166,14 +166,14 @@ class Suite(BaseModel):
             if case.id in seen:
                 raise ValueError(f"duplicate case id {case.id!r}")
             seen.add(case.id)
-        if self.system is not None:
-            for case in self.cases:
-                has_own = case.system is not None or any(
-                    m.role == "system" for m in case.messages or []
-                )
-                if not has_own:
-                    case.__dict__["system"] = self.system
         return self
+
+    def messages_for(
+        self, case: Case, *, system_prompt: str | None = None,
+        few_shot: list[list[dict[str, str]]] | None = None,
+    ) -> list[dict[str, str]]:
+        """A case's chat prompt; system: the case's own, else the caller's, else the suite's."""
+        return case.messages_for(system_prompt=system_prompt or self.system, few_shot=few_shot)
 
     @property
     def needs_judge(self) -> bool:

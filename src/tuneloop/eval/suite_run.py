@@ -194,7 +194,8 @@ def run_suite_on_model(
     """Generate an answer for every case (greedy, batched), run the checks, return the result."""
     suite = _as_suite(suite_path_or_suite)
     turns = _few_shot_turns(few_shot)
-    prompts = [c.messages_for(system_prompt=system_prompt, few_shot=turns) for c in suite.cases]
+    prompts = [suite.messages_for(c, system_prompt=system_prompt, few_shot=turns)
+               for c in suite.cases]
     budgets = [c.max_new_tokens or suite.max_new_tokens for c in suite.cases]
     gens = generate_outputs(model, tokenizer, renderer, prompts, budgets, batch_size=batch_size,
                             label=f"suite {suite.name}")

@@ -81,23 +81,33 @@ def write_run(root: Path, name: str, *, method: str, lr: float, floor: float, st
             rows.append({"step": step, "kind": "eval", "eval_loss": ev,
                          "perplexity": math.exp(ev)})
             rate = suite_rates[step // 25 - 1]
-            rows.append({"step": step, "kind": "suite", "suite": "smoke", "pass_rate": rate})
+            rows.append({"step": step, "kind": "suite", "suite": "suites/smoke.yaml",
+                         "pass_rate": rate})
     _write_jsonl(run / "metrics.jsonl", rows)
     best = min(r["eval_loss"] for r in rows if r["kind"] == "eval")
+    # run.json and the suite outputs as tuneloop.train.trainer / tuneloop.eval.suite_run write them.
     (run / "run.json").write_text(json.dumps({
-        "status": "completed", "steps": steps, "best_checkpoint": f"checkpoints/step-{steps:06d}",
-        "best_eval_loss": best, "timings": {"train_s": 42.0},
+        "name": name, "status": "completed", "model": "smollm2-135m-instruct", "method": method,
+        "data_fingerprint": fp_id, "steps": steps, "best_eval_loss": best,
+        "best_checkpoint": f"step-{steps:06d}", "seconds": 42.0,
     }))
-    suite = run / "evals" / "smoke" / "tuned"
-    cases = [{"id": cid, "prompt": prompt, "output": by_v["tuned"][0], "pass": by_v["tuned"][1],
-              "checks": [{"name": "contains", "pass": by_v["tuned"][1], "message": "expected text"}]}
+    suite = run / "evals" / "smoke-20261126-070000" / "tuned"
+    cases = [{"id": cid, "output": by_v["tuned"][0], "passed": by_v["tuned"][1],
+              "checks": [{"name": "contains", "passed": by_v["tuned"][1],
+                          "detail": "" if by_v["tuned"][1] else "expected text not found",
+                          "needs_judge": False}],
+              "tags": [], "n_words": 2, "weight": 1.0, "needs_judge": False, "n_tokens": 4,
+              "finish_reason": "stop", "prompt": [{"role": "user", "content": prompt}]}
              for cid, prompt, by_v in CASES]
     if method == "full":  # the second run answers json-object wrongly: a flip between runs too
-        cases[1] = dict(cases[1], output="ok", **{"pass": False})
+        cases[1] = dict(cases[1], output="ok", passed=False)
     _write_jsonl(suite / "cases.jsonl", cases)
-    passed = sum(c["pass"] for c in cases)
-    (suite / "summary.json").write_text(json.dumps(
-        {"suite": "smoke", "n": len(cases), "passed": passed, "pass_rate": passed / len(cases)}))
+    passed = sum(c["passed"] for c in cases)
+    (suite / "summary.json").write_text(json.dumps({
+        "suite": "smoke", "variant": "tuned", "model_ref": str(run), "n": len(cases),
+        "n_passed": passed, "pass_rate": passed / len(cases), "score": passed / len(cases),
+        "threshold": 0.5, "passed": passed / len(cases) >= 0.5,
+    }))
     return run
 
 

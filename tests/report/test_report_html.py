@@ -119,16 +119,20 @@ def test_bad_inputs_are_clear_usage_errors(tmp_path):
 
 
 def test_malformed_metrics_lines_are_counted_not_lost(fake_workspace, tmp_path):
-    """Broken metrics/cases lines become warnings naming file and lines; good rows still plot."""
+    """Broken metrics lines and NaN losses become warnings naming file and lines (R8, R10)."""
     metrics = fake_workspace.run_a / "metrics.jsonl"
     good = metrics.read_text().splitlines()
-    metrics.write_text("\n".join([good[0], "{not json", good[1], "[1, 2]", *good[2:]]) + "\n")
+    nan_row = json.dumps({"step": 51, "kind": "train", "loss": "nan"})  # how the trainer logs NaN
+    metrics.write_text(
+        "\n".join([good[0], "{not json", good[1], "[1, 2]", *good[2:], nan_row]) + "\n"
+    )
     (fake_workspace.run_a / "run.json").write_text("{broken")
     out = tmp_path / "r.html"
     summary = write_report([fake_workspace.run_a], out=out)
     joined = "\n".join(summary.warnings)
     assert "metrics.jsonl: 2 line(s) not a JSON object, skipped (lines 2, 4)" in joined
     assert "run.json: unreadable JSON" in joined
+    assert "1 non-finite loss value(s), not plotted (step 51=nan)" in joined  # R8: never hidden
     html = out.read_text()
     assert 'id="warnings"' in html and "data:image/png;base64," in html
     # best eval loss falls back to the metrics when run.json is unreadable

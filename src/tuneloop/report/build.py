@@ -79,12 +79,16 @@ def _run_overview(run: RunData) -> dict[str, Any]:
         or cfg.get("model.ref") or cfg.get("model.name") or "—",
         "method": idx.get("method") or run.run_info.get("method") or cfg.get("method")
         or cfg.get("train.method") or "—",
-        "fingerprint": short_fingerprint(idx.get("data_fingerprint") or fp.get("id")),
+        "fingerprint": short_fingerprint(
+            idx.get("data_fingerprint") or run.run_info.get("data_fingerprint") or fp.get("id")
+        ),
         "steps": run.steps if run.steps is not None else "—",
         "best_eval_loss": run.best_eval_loss,
         "latest_suite": idx.get("latest_suite_score") if idx.get("latest_suite_score")
         is not None else _latest_metric_suite(run),
-        "status": idx.get("status") or run.run_info.get("status") or "—",
+        # run.json is newer than the index while a run is going (the index row lands at the end).
+        "status": run.run_info.get("status") or idx.get("status") or "—",
+        "error": run.run_info.get("error") or "",
         "path": str(run.path),
     }
 

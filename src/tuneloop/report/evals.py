@@ -110,19 +110,22 @@ def _failed_checks(row: dict[str, Any]) -> str:
     for check in checks:
         if isinstance(check, dict) and _passed(_first(check, _PASS_KEYS)) is False:
             name = check.get("name") or check.get("type") or "check"
-            msg = check.get("message") or check.get("reason") or ""
+            msg = check.get("detail") or check.get("message") or check.get("reason") or ""
             failed.append(f"{name}: {msg}" if msg else str(name))
     return "; ".join(failed)
 
 
 def case_from_row(row: dict[str, Any], fallback_id: str) -> CaseResult:
     """One cases.jsonl row (or compare.json case) as a CaseResult."""
+    detail = _failed_checks(row)
+    if row.get("needs_judge"):  # the suite counts it as not passed; say why
+        detail = "; ".join(filter(None, ["ungraded: needs a judge", detail]))
     return CaseResult(
         case_id=str(_first(row, _ID_KEYS, fallback_id)),
         prompt=prompt_text(_first(row, _PROMPT_KEYS)),
         output=str(_first(row, _OUTPUT_KEYS, "")),
         passed=_passed(_first(row, _PASS_KEYS)),
-        detail=_failed_checks(row),
+        detail=detail,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 from tuneloop.report.evals import Column
@@ -73,7 +74,7 @@ def suite_over_steps(runs: list[RunData]) -> str | None:
             if xs:
                 ax.plot(xs, [100 * y for y in ys], color=f"C{i % 10}",
                         ls=("-", "--", ":", "-.")[j % 4], marker="s", ms=4,
-                        label=_label(f"{run.name} {suite}".strip()))
+                        label=_label(f"{run.name} {Path(suite).name}".strip()))
     ax.set_xlabel("step")
     ax.set_ylabel("pass rate (%)")
     ax.set_ylim(-2, 102)

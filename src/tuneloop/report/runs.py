@@ -142,9 +142,21 @@ def load_run(path: str | Path) -> RunData:
                 run.eval.append(row)
             elif kind == "suite":
                 run.suite.append(row)
+        _warn_non_finite(run, metrics)
     else:
         warnings.append(f"{metrics}: missing; no loss curves for this run")
     return run
+
+
+def _warn_non_finite(run: RunData, metrics: Path) -> None:
+    """NaN/inf losses are logged as strings (JSON has no NaN); surface them, never hide them (R8)."""
+    for rows, key in ((run.train, "loss"), (run.eval, "eval_loss")):
+        bad = [r for r in rows if isinstance(r.get(key), str)]
+        if bad:
+            steps = ", ".join(f"{r.get('step')}={r[key]}" for r in bad[:10])
+            run.warnings.append(
+                f"{metrics}: {len(bad)} non-finite {key} value(s), not plotted (step {steps})"
+            )
 
 
 def attach_index(runs: list[RunData], index_path: Path | None = None) -> None:

@@ -22,3 +22,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_tokenizer():
     """The tiny byte-level BPE tokenizer with a ChatML template."""
     return make_tiny_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_workspace(tmp_path_factory, monkeypatch):
+    """Every test gets its own workspace home so runs and the index never land in the checkout."""
+    monkeypatch.setenv("TUNELOOP_HOME", str(tmp_path_factory.mktemp("tuneloop-home")))

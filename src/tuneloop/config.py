@@ -273,6 +273,31 @@ def _describe(error: dict, source: str, lines: dict, overridden: set[tuple[str, 
     return f"{where}: {dotted}: {error['msg']}{got_text}"
 
 
+def _resolve_paths(data: dict, base: Path) -> None:
+    """Make relative paths written in the file relative to the file (if they exist there)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            candidate = base / value
+            if candidate.exists():
+                return str(candidate.resolve())
+        return value
+
+    section = data.get("data")
+    if isinstance(section, dict):
+        for key in ("train", "eval"):
+            if isinstance(section.get(key), list):
+                section[key] = [fix(v) for v in section[key]]
+            elif isinstance(section.get(key), str):
+                section[key] = [fix(section[key])]
+        if isinstance(section.get("template"), str):
+            section["template"] = fix(section["template"])
+    if isinstance(data.get("eval"), dict) and isinstance(data["eval"].get("suites"), list):
+        data["eval"]["suites"] = [fix(v) for v in data["eval"]["suites"]]
+    if isinstance(data.get("model"), str):
+        data["model"] = fix(data["model"])
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Load a YAML config strictly, apply `--set a.b=v` overrides, validate; ConfigError if bad."""
     source = str(path) if path is not None else "<overrides>"
@@ -291,6 +316,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     if not isinstance(data, dict):
         raise ConfigError("the config must be a YAML mapping of keys", where=source)
     overridden = {tuple(parse_override(o)[0]) for o in overrides}
+    if path is not None:
+        _resolve_paths(data, Path(path).resolve().parent)
     data = apply_overrides(data, overrides)
     try:
         return TrainConfig.model_validate(data)

@@ -1,0 +1,93 @@
+"""`tuneloop eval judge`: grade model answers with an LLM judge (single or pairwise)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("judge")
+@click.option("--questions", "questions_path", required=True, type=click.Path(dir_okay=False),
+              help='JSONL rows {"id", "question" | "turns": [...], "reference"?, "category"?}.')
+@click.option("--model", "models", multiple=True, required=True,
+              help="Model to answer (ref or openai:URL#model); repeat for several.")
+@click.option("--judge", "judge", required=True, help="Judge model: ref or openai:URL#model.")
+@click.option("--mode", type=click.Choice(["single", "pairwise"]), default="single",
+              show_default=True)
+@click.option("--reference", "reference_path", type=click.Path(dir_okay=False), default=None,
+              help='JSONL rows {"id", "reference": str | [...]} for reference-guided grading.')
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: <home>/evals/judge-<time>).")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1),
+              help="Answer length limit.")
+@click.option("--judge-max-tokens", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--prompts", "prompt_dir", type=click.Path(file_okay=False, exists=True),
+              default=None, help="Directory of judge prompt YAML files overriding the shipped ones.")
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: str,
+              reference_path: str | None, out_dir: str | None, max_tokens: int,
+              judge_max_tokens: int, prompt_dir: str | None, seed: int) -> None:
+    """Answer QUESTIONS with each --model and grade the answers with --judge.
+
+    single: a 1-10 [[rating]] per answer, mean with a bootstrap 95% CI. pairwise: every pair of
+    models, judged in both orders; a different winner per order, or a tie in either, is a tie.
+    Win rate = (wins + ties/2) / n. Unparseable verdicts are excluded and counted. Writes
+    answers.jsonl, judgments.jsonl (raw judge outputs) and summary.json.
+    """
+    import time
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from tuneloop.backends import GenParams
+    from tuneloop.eval.judge import load_questions, load_references, run_judge, summary_table
+    from tuneloop.workspace import workspace_home
+
+    questions = load_questions(questions_path)
+    if reference_path:
+        refs = load_references(reference_path)
+        for q in questions:
+            q.reference = refs.get(q.id, q.reference)
+    out = Path(out_dir) if out_dir else (
+        workspace_home() / "evals" / f"judge-{time.strftime('%Y%m%d-%H%M%S')}")
+    run = run_judge(questions, list(models), judge, mode=mode, out_dir=out,
+                    answer_params=GenParams(max_tokens=max_tokens),
+                    judge_params=GenParams(max_tokens=judge_max_tokens),
+                    prompt_dir=prompt_dir, seed=seed)
+    _record(run.summary, out)
+    console = Console()
+    console.print(summary_table(run.summary))
+    s = run.summary
+    console.print(f"{s['unparseable_outputs']} of {s['judge_outputs']} judge outputs were "
+                  f"unparseable (excluded, not scored). Written to {out}")
+
+
+def _record(summary: dict, out) -> None:
+    """One index row per model (single) or per pair (pairwise, from model A's side)."""
+    from tuneloop.index import record_eval
+
+    name = f"judge-{summary['mode']}"
+    for r in summary["results"]:
+        if summary["mode"] == "single":
+            record_eval(model_ref=summary["models"][r["model"]], kind="judge", name=name,
+                        score=r["mean"], n=r["n"], details_path=out / "summary.json",
+                        extra={"judge": summary["judge"], "unparseable": r["unparseable"],
+                               "ci95": r["ci95"], "mean_answer_words": r["mean_answer_words"]})
+        else:
+            record_eval(model_ref=summary["models"][r["model_a"]], kind="judge", name=name,
+                        score=r["win_rate"], n=r["n"], details_path=out / "summary.json",
+                        extra={"judge": summary["judge"], "opponent": r["model_b"],
+                               "ties": r["ties"], "excluded": r["excluded"],
+                               "flip_rate": r["flip_rate"], "ci95": r["ci95"]})
+
+
+def register(cli: click.Group) -> None:
+    """Add `judge` to the `eval` group (creating the group only if the eval area has not)."""
+    group = cli.commands.get("eval")
+    if group is None:
+
+        @cli.group("eval")
+        def eval_group() -> None:
+            """Evaluate models: task suites, held-out loss, LLM judge."""
+
+        group = eval_group
+    group.add_command(judge_cmd)  # type: ignore[attr-defined]

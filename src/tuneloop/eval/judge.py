@@ -1,0 +1,455 @@
+"""The LLM judge: single-answer grading, pairwise comparison (both orders), rubric checks.
+
+Answers are generated through backends (`make_generator`), judged by another backend, and every
+raw judge output is kept in `judgments.jsonl`. Unparseable verdicts are excluded and counted,
+never scored (R18); pairwise runs both orders and counts disagreement as a tie (R17); mean answer
+length is reported beside every score (R19). Prompts are package data files, editable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tuneloop.backends import Generator, GenParams, Messages, make_generator
+from tuneloop.errors import EvalError
+from tuneloop.eval.judge_stats import (
+    PairOutcome,
+    combine_pair,
+    parse_pair,
+    parse_pass,
+    parse_rating,
+    summarize_pairs,
+    summarize_scores,
+)
+
+PROMPT_DIR = "judge_prompts"
+CHUNK = 8  # prompts per backend call: progress updates and bounded memory
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+@dataclass
+class Question:
+    """One judge question: user turns (one or more), optional reference answers per turn."""
+
+    id: str
+    turns: list[str]
+    reference: list[str] | None = None
+    category: str | None = None
+    where: str = ""
+
+
+def _as_turns(value: Any, where: str, field_name: str) -> list[str]:
+    turns = [value] if isinstance(value, str) else value
+    if not isinstance(turns, list) or not turns or not all(
+            isinstance(t, str) and t.strip() for t in turns):
+        raise EvalError(f"field '{field_name}' must be a non-empty string or a list of "
+                        f"non-empty strings, got {json.dumps(value)[:80]}", where=where,
+                        fix=f"write '{field_name}': \"...\" or '{field_name}': [\"turn 1\", ...]")
+    return list(turns)
+
+
+def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise EvalError("file not found", where=str(path), fix="check the path") from None
+    except UnicodeDecodeError as exc:
+        raise EvalError(f"not UTF-8 text ({exc.reason})", where=str(path)) from None
+    rows = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EvalError(f"invalid JSON ({exc.msg}, column {exc.colno})", where=where,
+                            fix="one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise EvalError("each line must be a JSON object", where=where)
+        rows.append((where, row))
+    return rows
+
+
+def load_questions(path: str | Path) -> list[Question]:
+    """Read questions.jsonl rows `{"id", "turns" | "question", "reference"?, "category"?}`."""
+    path = Path(path)
+    out: list[Question] = []
+    seen: dict[str, str] = {}
+    for where, row in _read_jsonl(path):
+        qid = row.get("id", row.get("question_id"))
+        if qid is None:
+            raise EvalError("row has no 'id'", where=where, fix='add "id": "q1"')
+        qid = str(qid)
+        if qid in seen:
+            raise EvalError(f"duplicate id {qid!r} (first at {seen[qid]})", where=where,
+                            fix="give every question a unique id")
+        seen[qid] = where
+        if "turns" in row:
+            turns = _as_turns(row["turns"], where, "turns")
+        elif "question" in row:
+            turns = _as_turns(row["question"], where, "question")
+        else:
+            raise EvalError("row has neither 'turns' nor 'question'", where=where,
+                            fix='add "question": "..." or "turns": ["...", "..."]')
+        ref = row.get("reference")
+        reference = _as_turns(ref, where, "reference") if ref is not None else None
+        out.append(Question(qid, turns, reference, row.get("category"), where))
+    if not out:
+        raise EvalError("no questions in file", where=str(path))
+    return out
+
+
+def load_references(path: str | Path) -> dict[str, list[str]]:
+    """Read reference answers `{"id", "reference" | "answer" | "turns"}` keyed by question id."""
+    refs: dict[str, list[str]] = {}
+    for where, row in _read_jsonl(Path(path)):
+        if "id" not in row:
+            raise EvalError("row has no 'id'", where=where)
+        key = next((k for k in ("reference", "answer", "turns") if k in row), None)
+        if key is None:
+            raise EvalError("row has no 'reference', 'answer' or 'turns'", where=where)
+        refs[str(row["id"])] = _as_turns(row[key], where, key)
+    return refs
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """A judge prompt file: system text and a `str.format` template."""
+
+    name: str
+    system: str
+    prompt: str
+
+    def messages(self, **fields: str) -> Messages:
+        """Chat messages for the judge with the template's fields filled."""
+        try:
+            text = self.prompt.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise EvalError(f"judge prompt template has a bad field: {exc}",
+                            where=f"judge_prompts/{self.name}.yaml",
+                            fix="use only the documented {fields}; write literal braces as "
+                            "{{ }}") from None
+        msgs = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        return msgs + [{"role": "user", "content": text}]
+
+
+def load_prompt(name: str, prompt_dir: str | Path | None = None) -> JudgePrompt:
+    """Load `judge_prompts/<name>.yaml` from package data (or from `prompt_dir` to override)."""
+    import yaml
+
+    if prompt_dir is not None:
+        src = Path(prompt_dir) / f"{name}.yaml"
+        text = src.read_text(encoding="utf-8") if src.exists() else None
+    else:
+        src = resources.files("tuneloop") / "resources" / PROMPT_DIR / f"{name}.yaml"
+        text = src.read_text(encoding="utf-8") if src.is_file() else None
+    if text is None:
+        raise EvalError(f"judge prompt {name!r} not found", where=str(src),
+                        fix="restore the file or point --prompts at a directory holding it")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
+        raise EvalError("judge prompt file needs a 'prompt' string (and optional 'system')",
+                        where=str(src))
+    return JudgePrompt(name, str(data.get("system") or ""), data["prompt"])
+
+
+# -- prompt building -----------------------------------------------------------------------
+
+def _conversation(turns: list[str], answers: list[str], label: str = "") -> str:
+    who = f"Assistant {label}" if label else "Assistant"
+    if len(turns) == 1:
+        return (f"[Question]\n{turns[0]}\n\n[The Start of {who}'s Answer]\n{answers[0]}\n"
+                f"[The End of {who}'s Answer]")
+    parts = [f"<|The Start of {who}'s Conversation with User|>"]
+    for q, a in zip(turns, answers):
+        parts += [f"### User:\n{q}", f"### {who}:\n{a}"]
+    parts.append(f"<|The End of {who}'s Conversation with User|>")
+    return "\n\n".join(parts)
+
+
+def _reference_block(reference: list[str] | None) -> str:
+    if not reference:
+        return ""
+    if len(reference) == 1:
+        return f"[The Start of Reference Answer]\n{reference[0]}\n[The End of Reference Answer]"
+    body = "\n\n".join(f"### Reference answer to turn {i}:\n{r}"
+                       for i, r in enumerate(reference, 1))
+    return f"<|The Start of Reference Answers|>\n\n{body}\n\n<|The End of Reference Answers|>"
+
+
+def prompt_name(mode: str, q: Question) -> str:
+    """Which prompt file grades this question: single/pair, multi-turn, with reference."""
+    name = "single" if mode == "single" else "pair"
+    if len(q.turns) > 1:
+        name += "_multi"
+    if q.reference:
+        name += "_ref"
+    return name
+
+
+def single_messages(q: Question, answers: list[str], prompt: JudgePrompt) -> Messages:
+    """Judge messages grading one model's answers to `q`."""
+    return prompt.messages(conversation=_conversation(q.turns, answers),
+                           reference=_reference_block(q.reference))
+
+
+def pair_messages(q: Question, first: list[str], second: list[str],
+                  prompt: JudgePrompt) -> Messages:
+    """Judge messages comparing `first` (shown as A) and `second` (shown as B)."""
+    conv = _conversation(q.turns, first, "A") + "\n\n" + _conversation(q.turns, second, "B")
+    return prompt.messages(conversation=conv, reference=_reference_block(q.reference))
+
+
+# -- running -------------------------------------------------------------------------------
+
+def _chunked_generate(gen: Generator, prompts: list[Messages], params: GenParams,
+                      progress: Any = None, task: Any = None) -> list[str]:
+    out: list[str] = []
+    for start in range(0, len(prompts), CHUNK):
+        chunk = prompts[start:start + CHUNK]
+        out.extend(gen.generate(chunk, params))
+        if progress is not None:
+            progress.advance(task, len(chunk))
+    return out
+
+
+def generate_answers(gen: Generator, questions: list[Question], params: GenParams,
+                     progress: Any = None, task: Any = None) -> list[list[str]]:
+    """Answer every question turn by turn (later turns see the model's earlier answers)."""
+    answers: list[list[str]] = [[] for _ in questions]
+    for k in range(max(len(q.turns) for q in questions)):
+        todo = [i for i, q in enumerate(questions) if len(q.turns) > k]
+        prompts = []
+        for i in todo:
+            msgs: Messages = []
+            for turn, ans in zip(questions[i].turns[:k], answers[i]):
+                msgs += [{"role": "user", "content": turn}, {"role": "assistant", "content": ans}]
+            prompts.append(msgs + [{"role": "user", "content": questions[i].turns[k]}])
+        outs = _chunked_generate(gen, prompts, params, progress, task)
+        for i, text in zip(todo, outs):
+            answers[i].append(text)
+    return answers
+
+
+def _words(answers: list[str]) -> int:
+    return sum(len(a.split()) for a in answers)
+
+
+def model_label(spec: str) -> str:
+    """A short display name: the model after '#' for URLs, the last path part for paths."""
+    if spec.startswith("openai:") and "#" in spec:
+        return spec.rsplit("#", 1)[1]
+    return Path(spec.rstrip("/")).name or spec
+
+
+@dataclass
+class JudgeRun:
+    """Everything a judge run produced: summary dict, judgments and where they were written."""
+
+    summary: dict[str, Any]
+    judgments: list[dict[str, Any]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def run_judge(
+    questions: list[Question],
+    models: list[str],
+    judge: str | Generator,
+    *,
+    mode: str = "single",
+    out_dir: str | Path | None = None,
+    answer_params: GenParams | None = None,
+    judge_params: GenParams | None = None,
+    prompt_dir: str | Path | None = None,
+    generators: dict[str, Generator] | None = None,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> JudgeRun:
+    """Generate answers for each model, judge them, aggregate; write outputs if `out_dir`."""
+    from rich.progress import Progress
+
+    if mode not in ("single", "pairwise"):
+        raise EvalError(f"unknown judge mode {mode!r}", fix="use --mode single or pairwise")
+    if not models:
+        raise EvalError("no model to judge", fix="pass --model at least once")
+    if mode == "pairwise" and len(models) < 2:
+        raise EvalError("pairwise judging needs two or more --model", fix="add a second --model "
+                        "or use --mode single")
+    if len(set(models)) != len(models):
+        raise EvalError("the same --model is given twice", fix="pass each model once")
+    labels = [model_label(m) for m in models]
+    if len(set(labels)) != len(labels):
+        labels = list(models)
+    answer_params = answer_params or GenParams(max_tokens=256)
+    judge_params = judge_params or GenParams(max_tokens=512)
+    judge_gen = make_generator(judge) if isinstance(judge, str) else judge
+    generators = generators or {}
+
+    with Progress(disable=not show_progress, transient=True) as progress:
+        answers: dict[str, list[list[str]]] = {}
+        for spec, label in zip(models, labels):
+            n_prompts = sum(len(q.turns) for q in questions)
+            task = progress.add_task(f"answers: {label}", total=n_prompts)
+            gen = generators.get(spec) or make_generator(spec)
+            answers[spec] = generate_answers(gen, questions, answer_params, progress, task)
+
+        prompts_cache: dict[str, JudgePrompt] = {}
+
+        def prompt_for(q: Question) -> JudgePrompt:
+            name = prompt_name(mode, q)
+            if name not in prompts_cache:
+                prompts_cache[name] = load_prompt(name, prompt_dir)
+            return prompts_cache[name]
+
+        jobs: list[tuple[dict[str, Any], Messages]] = []
+        if mode == "single":
+            for spec, label in zip(models, labels):
+                for i, q in enumerate(questions):
+                    meta = {"mode": "single", "question_id": q.id, "model": label,
+                            "prompt": prompt_name(mode, q)}
+                    jobs.append((meta, single_messages(q, answers[spec][i], prompt_for(q))))
+        else:
+            for (sa, la), (sb, lb) in itertools.combinations(zip(models, labels), 2):
+                for i, q in enumerate(questions):
+                    p = prompt_for(q)
+                    base = {"mode": "pairwise", "question_id": q.id, "model_a": la,
+                            "model_b": lb, "prompt": prompt_name(mode, q)}
+                    jobs.append(({**base, "order": "AB"},
+                                 pair_messages(q, answers[sa][i], answers[sb][i], p)))
+                    jobs.append(({**base, "order": "BA"},
+                                 pair_messages(q, answers[sb][i], answers[sa][i], p)))
+        task = progress.add_task("judging", total=len(jobs))
+        raws = _chunked_generate(judge_gen, [m for _, m in jobs], judge_params, progress, task)
+
+    judgments = []
+    for (meta, _), raw in zip(jobs, raws):
+        parsed: Any = parse_rating(raw) if mode == "single" else parse_pair(raw)
+        judgments.append({**meta, "judge": judge_gen.name, "raw": raw, "verdict": parsed,
+                          "parsed": parsed is not None})
+
+    words = {label: [_words(a) for a in answers[spec]] for spec, label in zip(models, labels)}
+    mean_words = {k: (sum(v) / len(v)) if v else 0.0 for k, v in words.items()}
+    summary: dict[str, Any] = {"mode": mode, "judge": judge_gen.name,
+                               "n_questions": len(questions), "models": dict(zip(labels, models)),
+                               "unparseable_outputs": sum(not j["parsed"] for j in judgments),
+                               "judge_outputs": len(judgments)}
+    if mode == "single":
+        summary["results"] = [
+            {"model": label, **summarize_scores(
+                [j["verdict"] for j in judgments if j["model"] == label], seed=seed),
+             "mean_answer_words": mean_words[label]}
+            for label in labels]
+    else:
+        results = []
+        for la, lb in itertools.combinations(labels, 2):
+            outcomes: list[PairOutcome] = []
+            for q in questions:
+                mine = {j["order"]: j["verdict"] for j in judgments
+                        if j["question_id"] == q.id and j["model_a"] == la and j["model_b"] == lb}
+                outcomes.append(combine_pair(mine.get("AB"), mine.get("BA")))
+            results.append({"model_a": la, "model_b": lb, **summarize_pairs(outcomes, seed=seed),
+                            "mean_answer_words_a": mean_words[la],
+                            "mean_answer_words_b": mean_words[lb]})
+        summary["results"] = results
+
+    run = JudgeRun(summary, judgments)
+    if out_dir is not None:
+        run.out_dir = write_outputs(Path(out_dir), run, questions, answers, dict(zip(models,
+                                                                                   labels)))
+    return run
+
+
+def write_outputs(out: Path, run: JudgeRun, questions: list[Question],
+                  answers: dict[str, list[list[str]]], labels: dict[str, str]) -> Path:
+    """Write answers.jsonl, judgments.jsonl (every raw judge output) and summary.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"question_id": q.id, "model": labels[spec], "answers": ans}
+            for spec, per_q in answers.items() for q, ans in zip(questions, per_q)]
+    (out / "answers.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (out / "judgments.jsonl").write_text(
+        "".join(json.dumps(j, ensure_ascii=False) + "\n" for j in run.judgments),
+        encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n",
+                                      encoding="utf-8")
+    return out
+
+
+def summary_table(summary: dict[str, Any]) -> Any:
+    """A rich Table of a judge summary (score or win rate with 95% CI, flips, lengths)."""
+    from rich.table import Table
+
+    def ci(v: Any, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+        return "-" if not v else f"[{fmt.format(v[0] * scale)}, {fmt.format(v[1] * scale)}]"
+
+    if summary["mode"] == "single":
+        t = Table(title=f"judge: {summary['judge']} (single, 1-10)")
+        for col in ("model", "mean score", "95% CI", "scored", "unparseable", "mean words"):
+            t.add_column(col)
+        for r in summary["results"]:
+            mean = "-" if r["mean"] is None else f"{r['mean']:.2f}"
+            t.add_row(r["model"], mean, ci(r["ci95"]), str(r["n"]), str(r["unparseable"]),
+                      f"{r['mean_answer_words']:.1f}")
+        return t
+    t = Table(title=f"judge: {summary['judge']} (pairwise, both orders)")
+    for col in ("model A", "model B", "A win rate", "95% CI", "W/L/T", "flip rate", "excluded",
+                "words A", "words B"):
+        t.add_column(col)
+    for r in summary["results"]:
+        rate = "-" if r["win_rate"] is None else f"{r['win_rate']:.1%}"
+        flip = "-" if r["flip_rate"] is None else f"{r['flip_rate']:.1%}"
+        t.add_row(r["model_a"], r["model_b"], rate, ci(r["ci95"], 100, "{:.0f}%"),
+                  f"{r['wins']}/{r['losses']}/{r['ties']}", flip, str(r["excluded"]),
+                  f"{r['mean_answer_words_a']:.1f}", f"{r['mean_answer_words_b']:.1f}")
+    return t
+
+
+# -- rubric checks for task suites ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    """A rubric judgment: score 1-10 and pass/fail, None where the judge output was unparseable."""
+
+    score: float | None
+    passed: bool | None
+    raw: str
+
+
+def judge_rubric(judge: Generator, question: str, answer: str, rubric: str,
+                 reference: str | None = None, *, pass_threshold: float = 7.0,
+                 params: GenParams | None = None,
+                 prompt_dir: str | Path | None = None) -> JudgeVerdict:
+    """Grade one answer against a rubric; an explicit [[PASS]]/[[FAIL]] wins over the score."""
+    prompt = load_prompt("rubric", prompt_dir)
+    ref = f"\n[Reference Answer]\n{reference}\n" if reference else ""
+    msgs = prompt.messages(rubric=rubric, question=question, answer=answer, reference=ref)
+    [raw] = judge.generate([msgs], params or GenParams(max_tokens=512))
+    score = parse_rating(raw)
+    passed = parse_pass(raw)
+    if passed is None and score is not None:
+        passed = score >= pass_threshold
+    return JudgeVerdict(score, passed, raw)
+
+
+def rubric_judge_fn(judge: str | Generator, **kw: Any):
+    """Adapter for suite `judge` checks: (rubric, prompt, output, reference) -> (passed, why).
+
+    An unparseable verdict is not a pass and says so in the explanation (R18: never scored).
+    """
+    gen = make_generator(judge) if isinstance(judge, str) else judge
+
+    def fn(rubric: str, prompt: str, output: str, reference: str | None) -> tuple[bool, str]:
+        v = judge_rubric(gen, prompt, output, rubric, reference, **kw)
+        if v.passed is None:
+            return False, f"unparseable judge verdict (not scored): {v.raw[:200]!r}"
+        score = "" if v.score is None else f" (rating {v.score:g}/10)"
+        return v.passed, f"judge: {'PASS' if v.passed else 'FAIL'}{score}"
+
+    return fn

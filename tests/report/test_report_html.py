@@ -138,3 +138,20 @@ def test_malformed_metrics_lines_are_counted_not_lost(fake_workspace, tmp_path):
     # best eval loss falls back to the metrics when run.json is unreadable
     evals = [json.loads(x)["eval_loss"] for x in good if '"eval"' in x]
     assert f"{min(evals):.4f}" in html
+
+
+def test_blank_and_cut_off_outputs_are_labelled(tmp_path):
+    """A whitespace-only output and one cut at max tokens say so instead of an empty cell (R14)."""
+    evals = tmp_path / "suite-out" / "tuned"
+    evals.mkdir(parents=True)
+    rows = [{"id": "nl", "output": "\n\n\n", "passed": False, "finish_reason": "length",
+             "prompt": [{"role": "user", "content": "hi"}]},
+            {"id": "ok", "output": "hello", "passed": True, "finish_reason": "stop"}]
+    (evals / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "r.html"
+    summary = write_report([], eval_dirs=[tmp_path / "suite-out"], out=out)
+    html = out.read_text()
+    assert (summary.runs, summary.columns, summary.cases) == (0, 1, 2)
+    assert "(empty output: 3 whitespace character(s))" in html
+    assert html.count("hit max tokens</span>") == 1
+    assert "50.0%" in html  # pass rate computed from the cases when there is no summary.json

@@ -31,6 +31,7 @@ class CaseResult:
     output: str = ""
     passed: bool | None = None
     detail: str = ""
+    finish_reason: str = ""
 
 
 @dataclass
@@ -126,6 +127,7 @@ def case_from_row(row: dict[str, Any], fallback_id: str) -> CaseResult:
         output=str(_first(row, _OUTPUT_KEYS, "")),
         passed=_passed(_first(row, _PASS_KEYS)),
         detail=detail,
+        finish_reason=str(row.get("finish_reason") or ""),
     )
 
 

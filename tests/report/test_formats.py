@@ -1,0 +1,69 @@
+"""The report reads what the trainer and the suite runner really write (their own writers, no model).
+
+If tuneloop.train.rundir or tuneloop.eval.suite_run change their on-disk format, this fails here
+instead of the report silently showing empty sections.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import yaml
+
+from tuneloop.report import write_report
+from tuneloop.report.evals import load_eval_dir
+from tuneloop.report.runs import load_run
+
+
+def test_trainer_metrics_and_run_json_are_read(tmp_path):
+    """Rows logged through rundir.Metrics (NaN included, R8) land in the right series."""
+    from tuneloop.train import rundir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = rundir.Metrics(run, SimpleNamespace(trackers=[]), enabled=True)
+    metrics.log("train", 1, loss=2.5, lr=1e-3, grad_norm=0.7, tokens_per_s=100.0)
+    metrics.log("train", 2, loss=float("nan"), lr=1e-3, grad_norm=0.7, tokens_per_s=100.0)
+    metrics.log("eval", 2, eval_loss=2.25, perplexity=9.49)
+    metrics.log("suite", 2, suite="suites/smoke.yaml", pass_rate=0.5)
+    metrics.log("checkpoint", 2, path="step-000002", metric=2.25)
+    rundir.write_atomic(run / rundir.CONFIG_FILE, yaml.safe_dump({"name": "r", "method": "lora"}))
+    rundir.write_json(run / rundir.RUN_FILE, {"name": "r", "status": "completed", "steps": 2,
+                                              "best_eval_loss": 2.25, "data_fingerprint": "ab" * 32})
+    data = load_run(run)
+    assert [r["step"] for r in data.train] == [1, 2]
+    assert [r["eval_loss"] for r in data.eval] == [2.25]
+    assert [r["pass_rate"] for r in data.suite] == [0.5]
+    assert (data.name, data.steps, data.best_eval_loss) == ("r", 2, 2.25)
+    assert any("non-finite loss" in w and "2=nan" in w for w in data.warnings)
+
+
+def test_suite_runner_results_are_read(tmp_path):
+    """cases.jsonl + summary.json from suite_run.write_results become one column per variant."""
+    from tuneloop.eval.checks import CheckResult
+    from tuneloop.eval.suite_run import CaseResult, SuiteResult, write_results
+
+    def case(cid, output, passed, detail=""):
+        return CaseResult(id=cid, output=output, passed=passed,
+                          checks=[CheckResult("contains", passed, detail)],
+                          prompt=[{"role": "user", "content": f"prompt {cid}"}],
+                          finish_reason="stop")
+
+    out = tmp_path / "suite-out"
+    for variant, second in (("base", False), ("tuned", True)):
+        result = SuiteResult(suite="smoke", threshold=0.5, variant=variant, model_ref="m",
+                             cases=[case("a", "yes", True), case("b", "<b>x</b>", second,
+                                                                   "" if second else "no 'y'")])
+        write_results(result, out / variant)
+    es = load_eval_dir(out)
+    assert [c.label for c in es.columns] == ["suite-out · base", "suite-out · tuned"]
+    base, tuned = es.columns
+    assert (base.pass_rate, base.n, tuned.pass_rate) == (0.5, 2, 1.0)
+    b = base.cases["b"]
+    assert (b.prompt, b.output, b.passed, b.detail) == ("user: prompt b", "<b>x</b>", False,
+                                                        "contains: no 'y'")
+    summary = write_report([], eval_dirs=[out], out=tmp_path / "r.html")
+    assert summary.flipped == 1
+    assert "&lt;b&gt;x&lt;/b&gt;" in (tmp_path / "r.html").read_text()
+    assert json.loads((out / "tuned" / "summary.json").read_text())["variant"] == "tuned"

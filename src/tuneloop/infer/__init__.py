@@ -1,0 +1,1 @@
+"""Inference: batched generation, streaming, and the chat REPL (all with the training template)."""

@@ -19,16 +19,16 @@ IMG_PAYLOAD = '<img src=x onerror="window.__xss=1">'
 # (case id, prompt, {variant: (output, pass)}) — the "tuned" variant is also the run's own suite.
 CASES = [
     ("capital-fr", "What is the capital of France?",
-     {"base": ("Paris is the capital.", True), "prompted": ("Paris.", True),
+     {"base": ("Paris is the capital.", True), "base+prompt": ("Paris.", True),
       "tuned": ("Paris.", True)}),
     ("json-object", "Reply with a JSON object with key ok.",
-     {"base": ("Sure! ok: true", False), "prompted": ('{"ok": true}', True),
+     {"base": ("Sure! ok: true", False), "base+prompt": ('{"ok": true}', True),
       "tuned": ('{"ok": true}', True)}),
     ("xss-script", "Echo this HTML back verbatim.",
-     {"base": (f"Here it is: {SCRIPT_PAYLOAD}", False), "prompted": (SCRIPT_PAYLOAD, False),
+     {"base": (f"Here it is: {SCRIPT_PAYLOAD}", False), "base+prompt": (SCRIPT_PAYLOAD, False),
       "tuned": (SCRIPT_PAYLOAD, True)}),
     ("xss-img", f"Describe {IMG_PAYLOAD}",
-     {"base": (IMG_PAYLOAD, False), "prompted": (IMG_PAYLOAD, False),
+     {"base": (IMG_PAYLOAD, False), "base+prompt": (IMG_PAYLOAD, False),
       "tuned": ("an image tag", False)}),
 ]
 # capital-fr never flips; json-object, xss-script flip; xss-img fails everywhere.
@@ -112,24 +112,49 @@ def write_run(root: Path, name: str, *, method: str, lr: float, floor: float, st
 
 
 def write_compare(root: Path) -> Path:
-    """A compare dir: compare.json with variants, per-case pass/output, held-out loss, contamination."""
+    """A compare dir as tuneloop.eval.compare writes it: <variant>/ suite results + compare.json."""
     out = root / "compare-out"
-    out.mkdir(parents=True)
-    variants = ["base", "prompted", "tuned"]
+    variants = ["base", "base+prompt", "tuned"]
+    heldout = {"base": 2.41, "base+prompt": 2.38, "tuned": 1.37}
+    summaries = {}
+    for v in variants:
+        rows = [{"id": cid, "output": by_v[v][0], "passed": by_v[v][1],
+                 "checks": [{"name": "icontains", "passed": by_v[v][1],
+                             "detail": "" if by_v[v][1] else "'x' not found", "needs_judge": False}],
+                 "tags": [], "n_words": 3, "weight": 1.0, "needs_judge": False, "n_tokens": 5,
+                 "finish_reason": "length" if cid == "json-object" and v == "base" else "stop",
+                 "prompt": [{"role": "user", "content": prompt}]}
+                for cid, prompt, by_v in CASES]
+        _write_jsonl(out / v / "cases.jsonl", rows)
+        n_passed = sum(r["passed"] for r in rows)
+        summary = {"suite": "smoke", "variant": v, "model_ref": "smollm2-135m-instruct",
+                   "n": len(rows), "n_passed": n_passed, "pass_rate": n_passed / len(rows),
+                   "score": n_passed / len(rows), "threshold": 0.5, "passed": n_passed >= 2}
+        (out / v / "summary.json").write_text(json.dumps(summary))
+        summaries[v] = {**summary, "dir": v, "heldout_loss": heldout[v],
+                        "heldout_ppl": math.exp(heldout[v])}
     cases = [
-        {"id": cid, "prompt": [{"role": "user", "content": prompt}],
-         "outputs": {v: by_v[v][0] for v in variants}, "pass": {v: by_v[v][1] for v in variants}}
+        {"id": cid, "prompt": prompt, "tags": [], "weight": 1.0,
+         "results": {v: {"output": by_v[v][0], "passed": by_v[v][1], "needs_judge": False,
+                         "n_words": 3, "checks": []} for v in variants}}
         for cid, prompt, by_v in CASES
     ]
-    rates = {v: sum(c["pass"][v] for c in cases) / len(cases) for v in variants}
     (out / "compare.json").write_text(json.dumps({
+        "schema_version": 1,
+        "created_at": "2026-11-26T07:00:00+00:00",
         "suite": "smoke",
-        "variants": [{"name": v, "model_ref": "smollm2-135m-instruct", "pass_rate": rates[v],
-                      "n": len(cases)} for v in variants],
+        "variants": summaries,
         "cases": cases,
-        "heldout_loss": {"base": 2.41, "prompted": 2.41, "tuned": 1.37},
-        "contamination": {"method": "13-gram overlap", "test_items": 4, "contaminated": 1,
-                          "overlaps": [{"test_id": "capital-fr", "train_line": 17}]},
+        "pairs": {"tuned vs base": {"wins": 2, "losses": 0, "both_pass": 1, "both_fail": 1,
+                                    "win_ids": ["json-object", "xss-script"], "loss_ids": []}},
+        "heldout": {"data": ["heldout.jsonl"], "n_records": 12, "max_length": 1024,
+                    **{v: {"loss": heldout[v], "perplexity": math.exp(heldout[v]),
+                           "n_tokens": 300, "n_examples": 12, "dropped": {}} for v in variants}},
+        "contamination": {"n": 13, "n_items": 4, "n_train": 120, "n_contaminated": 1,
+                          "share_contaminated": 0.25, "short_items": 0,
+                          "items": [{"index": 0, "where": "capital-fr", "n_grams": 1,
+                                     "n_matched": 1, "share": 1.0, "train_rows": [17]}],
+                          "train": ["data/train.jsonl"]},
     }))
     return out
 

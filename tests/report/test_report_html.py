@@ -37,7 +37,13 @@ def test_summary_counts_and_sections(report):
         assert f"<h2>{heading}</h2>" in html
     assert f"<strong>{EXPECTED_FLIPPED}</strong> case(s) flipped" in html
     assert html.count('class="flipped"') == EXPECTED_FLIPPED
-    assert "13-gram overlap" in html and "a1b2c3d4e5f6" in html  # contamination, fingerprint
+    assert "1 of 4 evaluation case(s) share a 13-gram with the training data" in html
+    assert html.count(">contaminated</span>") == 1  # capital-fr, badged in the case table
+    assert "a1b2c3d4e5f6" in html  # fingerprint
+    assert "Wins and losses between variants" in html and "json-object, xss-script" in html
+    # finish_reason only lives in <variant>/cases.jsonl; merged into compare.json's column
+    assert html.count("hit max tokens</span>") == 1
+    assert "1.3700" in html and "2.3800" in html  # held-out loss per variant
     assert "answer_cut_by_max_length" in html
 
 
@@ -155,3 +161,23 @@ def test_blank_and_cut_off_outputs_are_labelled(tmp_path):
     assert "(empty output: 3 whitespace character(s))" in html
     assert html.count("hit max tokens</span>") == 1
     assert "50.0%" in html  # pass rate computed from the cases when there is no summary.json
+
+
+def test_compare_json_variant_list_and_per_variant_dicts_are_read(tmp_path):
+    """Older/hand-made compare.json shapes (variant list, outputs/pass dicts) still render."""
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "compare.json").write_text(json.dumps({
+        "variants": [{"name": "a", "pass_rate": 0.0}, "b"],
+        "cases": [{"id": "c1", "prompt": "p", "outputs": {"a": "x", "b": "y"},
+                   "pass": {"a": False, "b": True}}],
+        "heldout_loss": {"a": 1.5},
+        "contamination": [{"test_id": "c1"}],
+    }))
+    es = load_eval_dir(out)
+    a, b = es.columns
+    assert (a.label, a.pass_rate, a.heldout_loss, b.pass_rate) == ("cmp · a", 0.0, 1.5, 1.0)
+    assert (a.cases["c1"].output, b.cases["c1"].passed) == ("x", True)
+    summary = write_report([], compare_dirs=[out], out=tmp_path / "r.html")
+    assert summary.flipped == 1
+    assert "overlapping items" in (tmp_path / "r.html").read_text()

@@ -118,6 +118,11 @@ def render_html(runs: list[RunData], sets: list[EvalSet]) -> tuple[str, ReportSu
     cfg_keys, cfg_rows = tables.config_diff(runs)
     warnings = [w for r in runs for w in r.warnings] + [w for s in sets for w in s.warnings]
     flipped = sum(r.flipped for r in case_rows)
+    contamination = [
+        tables.contamination_view(s.label, s.contamination)
+        for s in sets
+        if s.contamination is not None
+    ]
     context = {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runs": runs,
@@ -129,11 +134,9 @@ def render_html(runs: list[RunData], sets: list[EvalSet]) -> tuple[str, ReportSu
         "cfg_keys": cfg_keys,
         "cfg_rows": cfg_rows,
         "checkpoint_rows": tables.suite_checkpoint_rows(runs),
-        "contamination": [
-            (s.label, tables.contamination_rows(s.contamination))
-            for s in sets
-            if s.contamination is not None
-        ],
+        "contamination": contamination,
+        "contaminated_ids": set().union(*(c.ids for c in contamination)),
+        "pair_rows": tables.pair_rows(sets),
         "loss_png": plots.loss_curves(runs),
         "steps_png": plots.suite_over_steps(runs),
         "bars_png": plots.pass_rate_bars(columns),

@@ -62,6 +62,7 @@ class EvalSet:
     label: str
     columns: list[Column] = field(default_factory=list)
     contamination: Any = None
+    pairs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -213,6 +214,8 @@ def _compare_columns(data: dict[str, Any], path: Path, label: str, warnings: lis
                 output = _first(result, _OUTPUT_KEYS)
                 passed = _passed(_first(result, _PASS_KEYS))
                 detail = _failed_checks(result)
+                if result.get("needs_judge"):
+                    detail = "; ".join(filter(None, ["ungraded: needs a judge", detail]))
             else:
                 output = _per_variant(row.get("outputs"), name, _OUTPUT_KEYS)
                 passed = _passed(_per_variant(_first(row, _PASS_KEYS), name, _PASS_KEYS))
@@ -230,6 +233,8 @@ def _compare_columns(data: dict[str, Any], path: Path, label: str, warnings: lis
         col.heldout_loss = _num(_first(info, ("heldout_loss", "held_out_loss", "loss")))
         if col.heldout_loss is None:
             col.heldout_loss = _num(_per_variant(losses, name, ("loss", "heldout_loss")))
+        if col.heldout_loss is None:  # compare.json "heldout": {variant: {"loss": ...}}
+            col.heldout_loss = _num(_per_variant(data.get("heldout"), name, ("loss",)))
         n = info.get("n")
         col.n = n if isinstance(n, int) else None
         col.fill_pass_rate()
@@ -249,14 +254,21 @@ def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
     if isinstance(data, dict):
         es.columns = _compare_columns(data, root / "compare.json", es.label, es.warnings)
         es.contamination = data.get("contamination")
+        pairs = data.get("pairs")
+        es.pairs = pairs if isinstance(pairs, dict) else {}
     # Per-variant suite dirs fill in variants (or cases) compare.json did not carry.
     have = {c.label: c for c in es.columns}
     for col in _suite_columns(root, es.label, es.warnings):
         if col.label not in have:
             es.columns.append(col)
-        elif not have[col.label].cases:
-            have[col.label].cases = col.cases
-            have[col.label].fill_pass_rate()
+        else:  # same variant: keep compare.json's verdicts, add what only cases.jsonl has
+            known = have[col.label]
+            for case_id, case in col.cases.items():
+                if case_id not in known.cases:
+                    known.cases[case_id] = case
+                elif not known.cases[case_id].finish_reason:
+                    known.cases[case_id].finish_reason = case.finish_reason
+            known.fill_pass_rate()
     if es.contamination is None:
         es.contamination = read_json(root / "contamination.json", es.warnings)
     if not es.columns and es.contamination is None:

@@ -113,6 +113,62 @@ def num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+@dataclass
+class ContaminationView:
+    """One contamination scan: a headline, its scalar fields, the overlapping items, their ids."""
+
+    label: str
+    headline: str
+    rows: list[list[str]]
+    items: list[list[str]]
+    ids: set[str]
+
+
+def contamination_view(label: str, value: Any) -> ContaminationView:
+    """Shape tuneloop.data.contamination's report (or any mapping/list) for display."""
+    if not isinstance(value, dict):
+        return ContaminationView(label, "", contamination_rows(value), [], set())
+    if value.get("skipped"):
+        return ContaminationView(label, f"not scanned: {value['skipped']}", [], [], set())
+    headline = ""
+    if isinstance(value.get("n_contaminated"), int) and isinstance(value.get("n_items"), int):
+        headline = (
+            f"{value['n_contaminated']} of {value['n_items']} evaluation case(s) share a "
+            f"{value.get('n', '?')}-gram with the training data "
+            f"({value.get('n_train', '?')} training rows scanned)"
+        )
+    items, ids = [], set()
+    raw_items = value.get("items")
+    if isinstance(raw_items, list) and all(isinstance(i, dict) for i in raw_items):
+        for item in raw_items:
+            where = str(item.get("where", item.get("index", "?")))
+            ids.add(where)
+            items.append([
+                where,
+                f"{item.get('n_matched', '?')}/{item.get('n_grams', '?')}",
+                pct(item.get("share")),
+                show(item.get("train_rows", "")),
+            ])
+        value = {k: v for k, v in value.items() if k != "items"}
+    return ContaminationView(label, headline, contamination_rows(value), items, ids)
+
+
+def pair_rows(sets: list[EvalSet]) -> list[list[str]]:
+    """[set, pair, wins, losses, both pass, both fail, won cases, lost cases] from compare pairs."""
+    rows = []
+    for es in sets:
+        for pair, wl in es.pairs.items():
+            if not isinstance(wl, dict):
+                continue
+            rows.append([
+                es.label, str(pair), show(wl.get("wins", "")), show(wl.get("losses", "")),
+                show(wl.get("both_pass", "")), show(wl.get("both_fail", "")),
+                ", ".join(map(str, wl.get("win_ids") or [])),
+                ", ".join(map(str, wl.get("loss_ids") or [])),
+            ])
+    return rows
+
+
 def contamination_rows(value: Any) -> list[list[str]]:
     """Contamination summary as [key, value] rows (flattened; long lists summarised by length)."""
     if value is None:

@@ -104,7 +104,17 @@ def heldout_loss(
         reasons = ", ".join(f"{k}: {v}" for k, v in dropped.items()) or "no rows"
         raise EvalError(f"no held-out example could be rendered ({reasons})",
                         fix="raise --max-length or check the data with `tuneloop data check`")
-    result = evaluate_loss(model, examples, batch_size=batch_size, progress=progress)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    # evaluate_loss's own bar is off: a spinner is enough, and this keeps the loss path
+    # independent of the trainer's progress-bar columns
+    status = f"held-out loss on {len(examples)} examples"
+    if progress and console.is_terminal:
+        with console.status(status):
+            result = evaluate_loss(model, examples, batch_size=batch_size, progress=False)
+    else:
+        result = evaluate_loss(model, examples, batch_size=batch_size, progress=False)
     loss = float(result.loss)
     ppl = math.exp(loss) if loss < 700 else float("inf")
     return HeldoutLoss(loss=loss, perplexity=ppl, n_tokens=int(result.n_tokens),

@@ -150,9 +150,9 @@ def loglikelihoods(
     # longest first, like lm-eval's reordering, so padding per batch stays small
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
     results: list[tuple[float, bool] | None] = [None] * len(encoded)
-    from tuneloop.eval.suite_run import _progress
+    from tuneloop.eval.suite_run import progress_bar
 
-    with torch.no_grad(), _progress(len(order), "loglikelihood") as bar:
+    with torch.no_grad(), progress_bar(progress) as bar:
         task = bar.add_task("loglikelihood", total=len(order))
         for start in range(0, len(order), batch_size):
             idxs = order[start:start + batch_size]

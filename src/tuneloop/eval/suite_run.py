@@ -135,7 +135,8 @@ def load_few_shot(path: str | Path, k: int) -> list[Messages]:
     return _few_shot_turns(records[:k])
 
 
-def _progress(total: int, description: str):
+def progress_bar(enabled: bool = True):
+    """A transient rich progress bar on stderr (silent when stderr is not a terminal)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -143,33 +144,27 @@ def _progress(total: int, description: str):
     return Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=True,
-        disable=not console.is_terminal,
+        disable=not (enabled and console.is_terminal),
     )
 
 
 def generate_outputs(
     model: Any, tokenizer: Any, renderer: Any, prompts: list[Messages],
-    max_new_tokens: list[int], *, batch_size: int = 8, label: str = "generating",
+    max_new_tokens: list[int], *, batch_size: int = 8,
 ) -> list[Any]:
-    """Greedy generations for prompts (grouped by length budget, batched, with a progress bar)."""
+    """Greedy generations for prompts, one batched `generate` call per length budget."""
     from tuneloop.infer.generate import generate
 
     results: list[Any] = [None] * len(prompts)
     groups: dict[int, list[int]] = defaultdict(list)
     for i, n in enumerate(max_new_tokens):
         groups[n].append(i)
-    with _progress(len(prompts), label) as progress:
-        task = progress.add_task(label, total=len(prompts))
-        for n, idxs in groups.items():
-            # chunks of a few batches: the bar moves, and generate still sorts within a chunk
-            step = batch_size * 4
-            for start in range(0, len(idxs), step):
-                chunk = idxs[start:start + step]
-                outs = generate(model, tokenizer, renderer, [prompts[i] for i in chunk],
-                                max_new_tokens=n, temperature=0.0, batch_size=batch_size)
-                for i, out in zip(chunk, outs, strict=True):
-                    results[i] = out
-                progress.advance(task, len(chunk))
+    for n, idxs in groups.items():
+        # generate sorts by length, batches, and shows its own progress bar
+        outs = generate(model, tokenizer, renderer, [prompts[i] for i in idxs],
+                        max_new_tokens=n, temperature=0.0, batch_size=batch_size)
+        for i, out in zip(idxs, outs, strict=True):
+            results[i] = out
     return results
 
 
@@ -197,8 +192,7 @@ def run_suite_on_model(
     prompts = [suite.messages_for(c, system_prompt=system_prompt, few_shot=turns)
                for c in suite.cases]
     budgets = [c.max_new_tokens or suite.max_new_tokens for c in suite.cases]
-    gens = generate_outputs(model, tokenizer, renderer, prompts, budgets, batch_size=batch_size,
-                            label=f"suite {suite.name}")
+    gens = generate_outputs(model, tokenizer, renderer, prompts, budgets, batch_size=batch_size)
     judge_spec = judge if judge is not None else suite.judge
     judge_fn = make_judge(judge_spec) if suite.needs_judge else None
     cases = []
@@ -219,33 +213,15 @@ def make_judge(spec: Any) -> JudgeFn | None:
     if spec is None:
         return None
     if callable(spec) and not hasattr(spec, "generate"):
-        return spec
+        return spec  # already (rubric, prompt, output, reference) -> (passed, why)
     try:
-        from tuneloop.eval.judge import judge_rubric
+        from tuneloop.eval.judge import rubric_judge_fn
     except ModuleNotFoundError as exc:
         if exc.name != "tuneloop.eval.judge":
             raise
         raise EvalError("this suite has judge checks but tuneloop.eval.judge is not installed",
                         fix="remove the judge checks or update tuneloop") from None
-    from tuneloop.backends import make_generator
-
-    generator = spec if hasattr(spec, "generate") else make_generator(spec)
-
-    def judge(rubric: str, prompt: str, output: str, reference: str | None) -> tuple[bool, str]:
-        verdict = judge_rubric(generator, rubric=rubric, prompt=prompt, output=output,
-                               reference=reference)
-        return _verdict(verdict)
-
-    return judge
-
-
-def _verdict(verdict: Any) -> tuple[bool, str]:
-    """Normalise what judge_rubric returns (bool, (bool, why), or an object with .passed)."""
-    if isinstance(verdict, tuple):
-        return bool(verdict[0]), str(verdict[1]) if len(verdict) > 1 else ""
-    if hasattr(verdict, "passed"):
-        return bool(verdict.passed), str(getattr(verdict, "explanation", "") or "")
-    return bool(verdict), ""
+    return rubric_judge_fn(spec)
 
 
 # --- loading a model by reference, writing results, recording in the index ----------------------
@@ -271,8 +247,12 @@ def run_dir_of(ref: str | Path) -> Path | None:
     resolved = resolve_model_ref(str(ref))
     if resolved.kind != "run":
         return None
-    path = Path(str(ref)).resolve()
-    return path.parent if path.name == "model" else path
+    path = Path(str(ref)).expanduser().resolve()
+    if (path / "model").is_dir():
+        return path
+    if path.name == "model":
+        return path.parent
+    return None  # a bare adapter directory: a model, but not a run
 
 
 def write_results(result: SuiteResult, out_dir: Path) -> tuple[Path, Path]:

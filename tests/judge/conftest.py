@@ -1,0 +1,8 @@
+"""Judge tests reuse the real-HTTP test server helper from tests/backends."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "backends"))

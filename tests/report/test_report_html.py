@@ -181,3 +181,10 @@ def test_compare_json_variant_list_and_per_variant_dicts_are_read(tmp_path):
     summary = write_report([], compare_dirs=[out], out=tmp_path / "r.html")
     assert summary.flipped == 1
     assert "overlapping items" in (tmp_path / "r.html").read_text()
+
+
+def test_eval_dir_inside_a_run_is_read_once(fake_workspace, tmp_path):
+    """Passing RUN/evals/X again as --evals does not duplicate its columns."""
+    inner = next((fake_workspace.run_a / "evals").iterdir())
+    summary = write_report([fake_workspace.run_a], eval_dirs=[inner], out=tmp_path / "r.html")
+    assert summary.columns == 1

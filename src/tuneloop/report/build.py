@@ -107,7 +107,10 @@ def gather(
     sets: list[EvalSet] = []
     for run in runs:
         sets.extend(run_eval_sets(run.path, run.name))
-    sets.extend(load_eval_dir(p) for p in [*compare_dirs, *eval_dirs])
+    for path in [*compare_dirs, *eval_dirs]:
+        # A dir under RUN/evals/ is already read with its run; passing it again adds nothing.
+        if Path(path).resolve() not in {s.path for s in sets}:
+            sets.append(load_eval_dir(path))
     return runs, sets
 
 

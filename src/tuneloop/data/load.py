@@ -107,7 +107,7 @@ def parse_field_map(spec: str | Mapping[str, str] | None) -> dict[str, str]:
 
 def detect_format(rows: Iterable[Mapping[str, Any]]) -> str | None:
     """The format most of these rows look like, by their keys; None if none fits."""
-    votes: Counter[str] = Counter()
+    votes: Counter[str] = Counter()  # float votes: Counter only needs addable values
     for row in rows:
         if not isinstance(row, Mapping):
             continue
@@ -122,6 +122,11 @@ def detect_format(rows: Iterable[Mapping[str, Any]]) -> str | None:
             votes["prompt_completion"] += 1
         elif "text" in keys:
             votes["text"] += 1
+        # Half votes for partial matches, so a row missing `output` is reported as exactly that.
+        elif keys & {"instruction", "output"}:
+            votes["alpaca"] += 0.5
+        elif keys & {"prompt", "completion"}:
+            votes["prompt_completion"] += 0.5
     return votes.most_common(1)[0][0] if votes else None
 
 
@@ -472,14 +477,17 @@ def _load_one(source: str, rows: Iterator[_Row], info: FileInfo, fmt: str | None
               mapping: Mapping[str, str], result: LoadResult) -> None:
     pending: list[_Row] = []
     if fmt is None:
-        # Buffer the first rows to detect the format, then stream the rest.
+        # Buffer the first object rows to detect the format, then stream the rest.
+        objects: list[Mapping[str, Any]] = []
         for item in rows:
             pending.append(item)
-            if sum(1 for _, _, r, _ in pending if r is not None) >= _DETECT_ROWS:
-                break
-        fmt = detect_format(_rename(r, mapping) for _, _, r, _ in pending if r is not None)
-        if fmt is None and any(r is not None for _, _, r, _ in pending):
-            keys = sorted({k for _, _, r, _ in pending if isinstance(r, Mapping) for k in r})
+            if isinstance(item[2], Mapping):
+                objects.append(_rename(item[2], mapping))
+                if len(objects) >= _DETECT_ROWS:
+                    break
+        fmt = detect_format(objects)
+        if fmt is None and objects:
+            keys = sorted({k for r in objects for k in r})
             raise DataError(
                 f"cannot tell the data format from the fields {keys[:12]}", where=source,
                 fix="pass --format (alpaca, chat, sharegpt, prompt_completion, text) or map "
@@ -489,6 +497,11 @@ def _load_one(source: str, rows: Iterator[_Row], info: FileInfo, fmt: str | None
         info.rows += 1
         if issue is not None:
             result.rejects.append(Rejected(source, line, raw, [issue]))
+            continue
+        if fmt is None and isinstance(row, Mapping):
+            # Only when no sampled row was an object, so there was nothing to detect from.
+            result.rejects.append(Rejected(source, line, raw, [Issue(
+                "unknown_format", None, "cannot tell this row's format; pass --format")]))
             continue
         try:
             record = row_to_record(_rename(row, mapping), fmt)  # type: ignore[arg-type]

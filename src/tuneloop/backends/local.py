@@ -51,5 +51,6 @@ class LocalGenerator:
                 seed=params.seed,
                 batch_size=self.batch_size,
                 stop=list(params.stop) or None,
+                progress=False,  # callers (judge, eval) show their own progress bar
             )
         return [g.text for g in outs]

@@ -174,6 +174,17 @@ def test_compare_json_variant_list_and_per_variant_dicts_are_read(tmp_path):
         "heldout_loss": {"a": 1.5},
         "contamination": [{"test_id": "c1"}],
     }))
+    (tmp_path / "cmp2").mkdir()
+    (tmp_path / "cmp2" / "compare.json").write_text(json.dumps({  # demo: items by position only
+        "variants": {"a": {}}, "cases": [{"id": "c0", "results": {"a": {"passed": True}}},
+                                         {"id": "c1", "results": {"a": {"passed": True}}}],
+        "contamination": {"n": 13, "n_items": 2, "n_contaminated": 1,
+                          "items": [{"index": 1, "where": None, "n_matched": 2}]},
+    }))
+    html = write_report([], compare_dirs=[tmp_path / "cmp2"], out=tmp_path / "r2.html")
+    text = (tmp_path / "r2.html").read_text()
+    assert html.cases == 2 and text.count(">contaminated</span>") == 1
+    assert "<code>c1</code><span class=\"badge warn\"" in text
     es = load_eval_dir(out)
     a, b = es.columns
     assert (a.label, a.pass_rate, a.heldout_loss, b.pass_rate) == ("cmp · a", 0.0, 1.5, 1.0)
@@ -188,3 +199,19 @@ def test_eval_dir_inside_a_run_is_read_once(fake_workspace, tmp_path):
     inner = next((fake_workspace.run_a / "evals").iterdir())
     summary = write_report([fake_workspace.run_a], eval_dirs=[inner], out=tmp_path / "r.html")
     assert summary.columns == 1
+
+
+def test_compare_json_alone_carries_every_case(fake_workspace):
+    """compare.json's per-case `results` are read even without the per-variant suite dirs."""
+    import shutil
+
+    for sub in [p for p in fake_workspace.compare.iterdir() if p.is_dir()]:
+        shutil.rmtree(sub)
+    es = load_eval_dir(fake_workspace.compare)
+    assert [c.label.split(" · ")[1] for c in es.columns] == ["base", "base+prompt", "tuned"]
+    tuned = es.columns[2]
+    assert len(tuned.cases) == len(CASES)
+    assert tuned.cases["xss-script"].output == SCRIPT_PAYLOAD
+    assert tuned.cases["xss-script"].passed is True
+    assert tuned.cases["json-object"].prompt == "Reply with a JSON object with key ok."
+    assert (tuned.pass_rate, tuned.heldout_loss) == (0.75, 1.37)

@@ -184,7 +184,7 @@ def _per_variant(value: Any, variant: str, keys: tuple[str, ...]) -> Any:
     if not isinstance(value, dict) or variant not in value:
         return None
     item = value[variant]
-    return _first(item, keys) if isinstance(item, dict) else item
+    return _first(item, keys) if keys and isinstance(item, dict) else item
 
 
 def _compare_columns(data: dict[str, Any], path: Path, label: str, warnings: list[str]):
@@ -241,6 +241,18 @@ def _compare_columns(data: dict[str, Any], path: Path, label: str, warnings: lis
     return list(columns.values())
 
 
+def _name_contaminated_items(contamination: Any, cases: Any) -> None:
+    """Items that carry only a position (`index`) get the case id at that position in `cases`."""
+    if not isinstance(contamination, dict) or not isinstance(cases, list):
+        return
+    for item in contamination.get("items") or []:
+        if not isinstance(item, dict) or item.get("where") is not None:
+            continue
+        k = item.get("index")
+        if isinstance(k, int) and 0 <= k < len(cases) and isinstance(cases[k], dict):
+            item["where"] = _first(cases[k], _ID_KEYS)
+
+
 def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
     """Read a compare dir (compare.json) or a suite output dir; UsageError if it is neither."""
     root = Path(path)
@@ -254,6 +266,7 @@ def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
     if isinstance(data, dict):
         es.columns = _compare_columns(data, root / "compare.json", es.label, es.warnings)
         es.contamination = data.get("contamination")
+        _name_contaminated_items(es.contamination, data.get("cases"))
         pairs = data.get("pairs")
         es.pairs = pairs if isinstance(pairs, dict) else {}
     # Per-variant suite dirs fill in variants (or cases) compare.json did not carry.

@@ -141,7 +141,8 @@ def contamination_view(label: str, value: Any) -> ContaminationView:
     raw_items = value.get("items")
     if isinstance(raw_items, list) and all(isinstance(i, dict) for i in raw_items):
         for item in raw_items:
-            where = str(item.get("where", item.get("index", "?")))
+            where = item.get("where")
+            where = str(where if where is not None else item.get("index", "?"))
             ids.add(where)
             items.append([
                 where,

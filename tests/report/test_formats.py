@@ -67,3 +67,35 @@ def test_suite_runner_results_are_read(tmp_path):
     assert summary.flipped == 1
     assert "&lt;b&gt;x&lt;/b&gt;" in (tmp_path / "r.html").read_text()
     assert json.loads((out / "tuned" / "summary.json").read_text())["variant"] == "tuned"
+
+
+def test_compare_result_json_is_read(tmp_path):
+    """compare.json from tuneloop.eval.compare.CompareResult.to_json renders every part."""
+    from tuneloop.eval.compare import CompareResult, win_loss
+
+    names = ["base", "base+prompt", "tuned"]
+    passed = {"base": [False, True], "base+prompt": [False, True], "tuned": [True, True]}
+    cases = [
+        {"id": cid, "prompt": f"question {cid}", "tags": [], "weight": 1.0,
+         "results": {v: {"output": f"{v} says <i>{cid}</i>", "passed": passed[v][k],
+                         "needs_judge": False, "n_words": 3, "checks": []} for v in names}}
+        for k, cid in enumerate(["q1", "q2"])
+    ]
+    result = CompareResult(
+        suite="smoke",
+        variants={v: {"suite": "smoke", "variant": v, "n": 2, "pass_rate": sum(passed[v]) / 2,
+                      "heldout_loss": {"base": 2.0, "base+prompt": 1.9, "tuned": 1.2}[v],
+                      "dir": v} for v in names},
+        cases=cases,
+        pairs={"tuned vs base": win_loss(passed["tuned"], passed["base"], ["q1", "q2"])},
+        heldout=None,
+        contamination={"skipped": "no data.train paths in config.yaml"},
+    )
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "compare.json").write_text(json.dumps(result.to_json()))
+    summary = write_report([], compare_dirs=[out], out=tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert (summary.columns, summary.cases, summary.flipped) == (3, 2, 1)
+    assert "tuned says &lt;i&gt;q1&lt;/i&gt;" in html and "1.2000" in html
+    assert "tuned vs base" in html and "not scanned: no data.train paths" in html

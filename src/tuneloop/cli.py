@@ -17,7 +17,8 @@ from tuneloop.errors import TuneloopError
 # Each area owns one module under tuneloop.commands that exposes `register(group)`.
 # Modules are imported when the CLI starts, but heavy libraries (torch, transformers) are imported
 # inside the command functions so `tuneloop --help` stays fast.
-COMMAND_MODULES = ("data", "train", "infer", "eval", "eval_judge", "serve", "runs", "demo")
+COMMAND_MODULES = ("data", "data_preview", "train", "infer", "eval", "eval_judge", "serve", "runs",
+                   "demo")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -223,6 +223,22 @@ class Renderer:
                     result.prompt_truncated += res.example.prompt_truncated > 0
         return result
 
+    def segments(self, example: RenderedExample) -> list[tuple[str, bool]]:
+        """The example's text as (piece, trained) runs, for showing what the loss sees."""
+        out: list[tuple[str, bool]] = []
+        run: list[int] = []
+        flag = False
+        for tid, lab in zip(example.input_ids, example.labels):
+            trained = lab != IGNORE_INDEX
+            if run and trained != flag:
+                out.append((self.tokenizer.decode(run), flag))
+                run = []
+            run.append(tid)
+            flag = trained
+        if run:
+            out.append((self.tokenizer.decode(run), flag))
+        return out
+
     def _text_ids(self, record: Record) -> list[int]:
         if not record.text:
             return []

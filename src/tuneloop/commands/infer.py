@@ -1,0 +1,173 @@
+"""`tuneloop generate` and `tuneloop chat`: inference with the model's training template."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tuneloop.errors import DataError
+
+_gen_options = [
+    click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+                 help="Most tokens generated per answer."),
+    click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                 help="0 = greedy; higher samples more freely."),
+    click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+                 show_default=True, help="Nucleus sampling mass (with --temperature > 0)."),
+    click.option("--seed", type=int, default=None, help="Seed for sampling (reproducible runs)."),
+    click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
+]
+
+
+def _with_gen_options(fn: Any) -> Any:
+    for opt in reversed(_gen_options):
+        fn = opt(fn)
+    return fn
+
+
+def _load(ref: str, device: str) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, renderer) with the template the model was trained with (R15)."""
+    from tuneloop.data.render import Renderer
+    from tuneloop.models import load_model, model_template, resolve_model_ref
+
+    resolved = resolve_model_ref(ref)
+    model, tokenizer = load_model(resolved, device=device)
+    return model, tokenizer, Renderer(tokenizer, template=model_template(resolved))
+
+
+def read_prompts(path: str, system_prompt: str | None = None) -> tuple[list[dict], list[list]]:
+    """Read prompt rows ({"prompt": str} or {"messages": [...]}) → (rows, conversations).
+
+    A trailing assistant message (a reference answer) is not sent to the model; it stays in the
+    row. Errors name file:line and the field.
+    """
+    rows: list[dict] = []
+    prompts: list[list] = []
+    try:
+        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, errors mapped
+    except OSError as exc:
+        raise DataError(f"cannot read prompts: {exc.strerror}", where=path,
+                        fix="pass an existing JSONL file") from None
+    with fh:
+        try:
+            lines = list(fh)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"file is not UTF-8 ({exc.reason})", where=path,
+                            fix="re-save the file as UTF-8") from None
+    for n, line in enumerate(lines, 1):
+        where = f"{path}:{n}"
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", where=where,
+                            fix="fix the line; each line must be one JSON object") from None
+        if not isinstance(row, dict):
+            raise DataError("row is not a JSON object", where=where,
+                            fix='write {"prompt": "..."} or {"messages": [...]}')
+        rows.append(row)
+        prompts.append(_row_messages(row, where, system_prompt))
+    if not prompts:
+        raise DataError("no prompts in the file", where=path,
+                        fix='add lines like {"prompt": "What is 2+2?"}')
+    return rows, prompts
+
+
+def _row_messages(row: dict, where: str, system_prompt: str | None) -> list[dict]:
+    if isinstance(row.get("messages"), list):
+        messages = []
+        for k, m in enumerate(row["messages"]):
+            if (not isinstance(m, dict) or not isinstance(m.get("role"), str)
+                    or not isinstance(m.get("content"), str)):
+                raise DataError(f"messages[{k}] needs string 'role' and 'content'", where=where,
+                                fix='use {"role": "user", "content": "..."}')
+            messages.append({"role": m["role"], "content": m["content"]})
+        if messages and messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        if not messages:
+            raise DataError("messages has no prompt turn", where=where,
+                            fix="include at least one user message")
+    elif isinstance(row.get("prompt"), str):
+        messages = [{"role": "user", "content": row["prompt"]}]
+    else:
+        got = ", ".join(sorted(row)) or "no fields"
+        raise DataError(f"row needs a string 'prompt' or a 'messages' list (got {got})",
+                        where=where, fix='write {"prompt": "..."} or {"messages": [...]}')
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
+@click.command("generate")
+@click.option("--model", "ref", required=True, help="Model reference (alias, HF dir, hub id, run dir).")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help='JSONL with {"prompt": ...} or {"messages": [...]} per line.')
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="JSONL written with each input row + output, n_tokens, finish_reason.")
+@_with_gen_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Prompts generated together (left-padded, sorted by length).")
+@click.option("--system-prompt", default=None, help="System message for rows that have none.")
+def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, temperature: float,
+                 top_p: float, seed: int | None, device: str, batch_size: int,
+                 system_prompt: str | None) -> None:
+    """Answer every prompt in --input with the model and write them to --out.
+
+    Uses the template the model was trained with and stops at its end-of-turn token. A trailing
+    assistant message in a "messages" row (a reference answer) is not sent to the model.
+    """
+    from tuneloop.infer.generate import generate
+
+    rows, prompts = read_prompts(input_path, system_prompt)
+    model, tokenizer, renderer = _load(ref, device)
+    start = time.perf_counter()
+    gens = generate(model, tokenizer, renderer, prompts, max_new_tokens=max_new_tokens,
+                    temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                    progress=True)
+    elapsed = time.perf_counter() - start
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(
+            json.dumps({**row, "output": gen.text, "n_tokens": gen.n_tokens,
+                        "finish_reason": gen.finish_reason}, ensure_ascii=False) + "\n"
+            for row, gen in zip(rows, gens))
+    os.replace(tmp, out_path)  # never a half-written answers file
+    tokens = sum(g.n_tokens for g in gens)
+    cut = sum(g.finish_reason == "length" for g in gens)
+    click.echo(f"wrote {len(gens)} answers to {out} ({tokens} tokens, "
+               f"{tokens / max(elapsed, 1e-9):.1f} tokens/s; {cut} cut at --max-new-tokens)",
+               err=True)
+
+
+@click.command("chat")
+@click.argument("ref")
+@click.option("--system", default=None, help="System prompt (change it later with /system TEXT).")
+@_with_gen_options
+def chat_cmd(ref: str, system: str | None, max_new_tokens: int, temperature: float, top_p: float,
+             seed: int | None, device: str) -> None:
+    """Chat with REF in the terminal; replies stream as they are generated.
+
+    Type a message and press Enter. /reset starts over, /system TEXT sets the system prompt,
+    /exit (or Ctrl-D) quits.
+    """
+    from tuneloop.infer.chat import run_chat
+
+    model, tokenizer, renderer = _load(ref, device)
+    run_chat(model, tokenizer, renderer, lines=sys.stdin, out=sys.stdout, system=system,
+             interactive=sys.stdin.isatty(), max_new_tokens=max_new_tokens,
+             temperature=temperature, top_p=top_p, seed=seed)
+
+
+def register(cli: click.Group) -> None:
+    """Add `generate` and `chat` to the CLI."""
+    cli.add_command(generate_cmd)
+    cli.add_command(chat_cmd)

@@ -1,0 +1,64 @@
+"""A multi-turn terminal chat: reads lines, streams the reply, keeps the history.
+
+Commands: `/reset` (forget the conversation), `/system TEXT` (new system prompt, fresh
+conversation), `/exit` (or end of input). The prompt is rendered with the model's training
+template and generation stops at its end-of-turn token, like every other generating path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+HELP = "commands: /reset  /system TEXT  /exit"
+
+
+def run_chat(
+    model: Any,
+    tokenizer: Any,
+    renderer: Any,
+    *,
+    lines: Iterable[str],
+    out: TextIO,
+    system: str | None = None,
+    interactive: bool = False,
+    **gen_kwargs: Any,
+) -> list[dict[str, str]]:
+    """Run the REPL over `lines`, writing streamed replies to `out`; returns the last history."""
+    from tuneloop.infer.generate import stream_generate
+
+    def fresh() -> list[dict[str, str]]:
+        return [{"role": "system", "content": system}] if system else []
+
+    history = fresh()
+    if interactive:
+        out.write(f"{HELP}\n> ")
+        out.flush()
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        text = line.strip()
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            history = fresh()
+            out.write("(conversation reset)\n")
+        elif text == "/system" or text.startswith("/system "):
+            system = text[len("/system"):].strip() or None
+            history = fresh()
+            out.write(f"(system prompt {'set' if system else 'cleared'}; conversation reset)\n")
+        elif text.startswith("/"):
+            out.write(f"unknown command {text.split()[0]!r}; {HELP}\n")
+        elif text:
+            history.append({"role": "user", "content": line})
+            stream = stream_generate(model, tokenizer, renderer, history, **gen_kwargs)
+            for piece in stream:
+                out.write(piece)
+                out.flush()
+            out.write("\n")
+            if stream.finish_reason == "length":
+                out.write("(reply cut at --max-new-tokens)\n")
+            history.append({"role": "assistant", "content": stream.text})
+        if interactive:
+            out.write("> ")
+        out.flush()
+    return history

@@ -20,7 +20,8 @@ SUITE = {
          "checks": [{"contains": "\u2603 impossible \u2603"}]},
         {"id": "judged", "prompt": "Write a short poem about the sea.", "max_new_tokens": 4,
          "checks": [{"judge": "Is it a poem?"}]},
-        {"id": "sys", "system": "You are a helpful assistant.", "prompt": "Translate: good morning.",
+        {"id": "sys", "system": "You are a helpful assistant.",
+         "prompt": "Translate: good morning.",
          "checks": [{"not-contains": "\u2603"}]},
     ],
 }

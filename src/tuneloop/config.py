@@ -108,6 +108,9 @@ class EvalConfig(_Strict):
     early_stopping_patience: int | None = Field(
         None, gt=0, description="Stop after N evals without eval-loss improvement."
     )
+    early_stopping_min_delta: float = Field(
+        0.0, ge=0.0, description="An eval loss must beat the best by more than this to count."
+    )
 
 
 class SaveConfig(_Strict):

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.config import TrainConfig, config_fingerprint
-from tuneloop.errors import CheckpointError, ConfigError, TrainingError, UsageError
+from tuneloop.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingError,
+    TuneloopError,
+    UsageError,
+)
 from tuneloop.train import checkpoint as ckpt
 from tuneloop.train import rundir
 
@@ -66,6 +72,10 @@ def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accel
 
     from tuneloop.train.collate import collate_packed, packed_loss
 
+    if accelerator is not None:
+        # Never the DDP wrapper: its forward syncs buffers collectively, and ranks here run
+        # different numbers of eval batches (that would deadlock).
+        model = accelerator.unwrap_model(model)
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -324,11 +334,14 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     started = time.time()
 
     # ---- setup: processes, run dir, trackers --------------------------------------------
-    state = PartialState()
+    # cpu=True when there is no GPU: only then does accelerate see torchrun's processes as
+    # MULTI_CPU (gloo) instead of silently running N independent single-process trainings.
+    cpu = not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
     run_dir = _resolve_run_dir(config, Path(output_dir) if output_dir else None, resume, state)
     trackers = rundir.check_trackers(config.logging.report_to)
     accelerator = Accelerator(mixed_precision=_precision(t.precision), log_with=trackers or None,
-                              project_dir=str(run_dir))
+                              project_dir=str(run_dir), cpu=cpu)
     main = accelerator.is_main_process
     show = (config.logging.progress if progress is None else progress) and main
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -442,8 +455,10 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         metrics.log("eval", step, eval_loss=res.loss, perplexity=res.perplexity,
                     eval_tokens=res.n_tokens)
         if best["eval_loss"] is None or res.loss < best["eval_loss"]:
+            improved = best["eval_loss"] is None or (
+                best["eval_loss"] - res.loss > config.eval.early_stopping_min_delta)
             best["eval_loss"] = res.loss
-            bad_evals = 0
+            bad_evals = 0 if improved else bad_evals + 1
         else:
             bad_evals += 1
         last_eval = res
@@ -568,7 +583,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         check_finite()
         if data.eval and last_eval_step != step:
             do_eval()
-    except TrainingError as exc:
+    except TuneloopError as exc:
         run_info.update({"status": "failed", "steps": step, "error": exc.what})
         if main:
             rundir.write_json(run_dir / rundir.RUN_FILE, run_info)

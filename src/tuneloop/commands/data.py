@@ -132,12 +132,16 @@ def print_check_summary(report, *, out: str | None = None, rejects: str | None =
         reasons = Table(title="rejected by reason")
         reasons.add_column("reason")
         reasons.add_column("rows", justify="right")
-        reasons.add_column("examples (file:line field: message)")
         for kind, n in report.reasons.most_common():
-            ex = "\n".join(f"{e['where']} {e['field'] or ''}: {e['message']}"
-                           for e in report.examples.get(kind, []))
-            reasons.add_row(kind, str(n), escape(ex))
+            reasons.add_row(kind, str(n))
         con.print(reasons)
+        con.print("examples (file:line field: message):")
+        for kind, _ in report.reasons.most_common():
+            for e in report.examples.get(kind, []):
+                # soft_wrap: a long path stays on one line, so file:line can be copied/grepped
+                fld = f" {e['field']}" if e["field"] else ""
+                con.print(f"  [bold]{kind}[/] {escape(e['where'])}{escape(fld)}: "
+                          f"{escape(e['message'])}", soft_wrap=True)
     con.print(f"duplicate clusters: exact {report.exact_dup_clusters}, near "
               f"{report.near_dup_clusters} (Jaccard ≥ {report.near_dup_threshold}, "
               f"largest {report.largest_cluster})")
@@ -159,7 +163,7 @@ def print_check_summary(report, *, out: str | None = None, rejects: str | None =
         _print_contamination(con, report.contamination)
     for label, path in (("clean rows", out), ("rejected rows", rejects)):
         if path:
-            con.print(f"{label} → {escape(path)}")
+            con.print(f"{label} → {escape(path)}", soft_wrap=True)
 
 
 def _print_contamination(con, rep) -> None:

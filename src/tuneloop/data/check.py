@@ -217,8 +217,9 @@ def _pii_step(rec: Record, options: CheckOptions, report: CheckReport,
         report.pii_redacted = True
         return pii.redact_record(rec)[0]
     for fld, m in found:
-        label = m.kind.replace("_", " ")
-        issues.append(Issue(PII, fld, f"contains a {label} at character {m.start}; pass "
+        label = {"email": "an email address", "phone": "a phone number",
+                 "credit_card": "a credit card number", "ssn": "a US SSN"}[m.kind]
+        issues.append(Issue(PII, fld, f"contains {label} at character {m.start}; pass "
                             f"--redact-pii to replace it with {pii.PLACEHOLDERS[m.kind]}"))
     return rec
 

@@ -83,9 +83,11 @@ def redact_text(text: str) -> tuple[str, Counter[str]]:
 
 def record_pii(record: Record) -> list[tuple[str, PiiMatch]]:
     """(field, match) for every finding in a record's text or turn contents."""
+    from tuneloop.data.validate import content_field
+
     if record.messages is None:
         return [("text", m) for m in find_pii(record.text or "")]
-    return [(f"messages[{i}].content", m) for i, msg in enumerate(record.messages)
+    return [(content_field(record, i), m) for i, msg in enumerate(record.messages)
             for m in find_pii(msg["content"])]
 
 

@@ -36,6 +36,17 @@ def _field(fmt: str | None, index: int, part: str) -> str:
     return f"{key}[{index}].{attr}"
 
 
+def content_field(record: Record, index: int) -> str:
+    """The user's name for the content of turn `index` (e.g. 'output' for Alpaca rows)."""
+    fmt = record.meta.get("format")
+    if fmt == "alpaca":
+        return {"user": "instruction/input", "assistant": "output", "system": "system"}.get(
+            record.messages[index]["role"], "instruction") if record.messages else "instruction"
+    if fmt == "prompt_completion":
+        return "prompt" if index == 0 else "completion"
+    return _field(fmt, index, "content")
+
+
 def _validate_messages(messages: list[dict[str, str]], fmt: str | None) -> list[Issue]:
     issues: list[Issue] = []
     if not messages:

@@ -103,7 +103,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=32, help="concurrent clients")
     ap.add_argument("--sequential", type=int, default=8, help="requests in the reference run")
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--max-batch-size", type=int, default=8)
+    ap.add_argument("--max-batch-size", type=int, default=16)
     args = ap.parse_args()
     key = os.environ.get("TUNELOOP_API_KEY")
     proc = None

@@ -130,6 +130,12 @@ def test_bad_requests_get_openai_errors_and_server_stays_up(served_tiny):
         c.chat.completions.create(model=served_tiny.model, messages=[])
     with pytest.raises(openai.BadRequestError, match="context length"):
         c.chat.completions.create(model=served_tiny.model, messages=MSG, max_tokens=10**6)
+    with pytest.raises(openai.BadRequestError, match="prompt is empty"):
+        c.completions.create(model=served_tiny.model, prompt="")
+    r = httpx.post(url, json={"model": served_tiny.model, "messages": [{"role": "robot",
+                                                                         "content": "x"}]},
+                   headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages.0.role"
     with pytest.raises(openai.NotFoundError, match="not served here"):
         c.chat.completions.create(model="gpt-9", messages=MSG)
 

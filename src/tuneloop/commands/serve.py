@@ -16,7 +16,7 @@ import click
 @click.option("--model-name", default=None, help="Model id clients send (default: REF).")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(1),
               help="Larger request bodies get 413.")
-@click.option("--max-batch-size", default=8, show_default=True, type=click.IntRange(1),
+@click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(1),
               help="Rows generated together; compatible concurrent requests are batched.")
 @click.option("--device", default="cpu", show_default=True)
 def serve_cmd(ref: str, host: str, port: int, api_key: str | None, insecure: bool,

@@ -163,6 +163,8 @@ def create_app(
         return req
 
     def check_length(prompt_ids: list[int], max_tokens: int) -> None:
+        if not prompt_ids:
+            raise APIError(400, "prompt is empty", param="prompt", code="invalid_value")
         if len(prompt_ids) + max_tokens > engine.context_length:
             raise APIError(
                 400,

@@ -10,7 +10,7 @@ from tuneloop.serve.security import check_bind
 
 
 def build_app(ref: str, *, model_name: str | None = None, api_key: str | None = None,
-              max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 8,
+              max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 16,
               device: str = "cpu") -> Any:
     """Load `ref` (base, full fine-tune or base + adapter) and return the ready FastAPI app."""
     from tuneloop.data.render import Renderer
@@ -28,7 +28,7 @@ def build_app(ref: str, *, model_name: str | None = None, api_key: str | None = 
 
 def serve(ref: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           insecure: bool = False, model_name: str | None = None,
-          max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 8,
+          max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 16,
           device: str = "cpu", log_level: str = "info") -> None:
     """Check the bind (R21), load the model, and serve until interrupted."""
     import uvicorn

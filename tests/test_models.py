@@ -53,6 +53,11 @@ def test_full_run_dir_resolves_to_model_subdir(tiny_model_dir, tmp_path):
     assert res.template == "chat" and res.base_ref == str(tiny_model_dir.resolve())
     model, _ = load_model(run)
     base, tok = load_model(tiny_model_dir)
+    # A user template saved beside the weights is found there (R15: same template at inference).
+    (run / "model" / "template.jinja").write_text("{{ messages }}")
+    save_model_metadata(run / "model", base_model=str(tiny_model_dir), method="full",
+                        template="template.jinja", format="chat")
+    assert resolve_model_ref(str(run)).template == str((run / "model" / "template.jinja").resolve())
     assert torch.equal(_logits(model, tok), _logits(base, tok))
 
 

@@ -207,8 +207,10 @@ def _convert_gguf(gguf: Path, dest: Path, *, progress: bool) -> None:
             tokenizer.save_pretrained(tmp)
             (tmp / _CONVERSION_FILE).write_text(json.dumps(_gguf_stamp(gguf)), encoding="utf-8")
             step("done")
+        if _cache_is_valid(dest, gguf):
+            return  # another process finished first; keep its copy (it may be in use)
         if dest.exists():
-            # A stale/partial cache from an older version: replace it.
+            # A stale cache from an older recipe or package version: replace it.
             shutil.rmtree(dest, ignore_errors=True)
         try:
             os.rename(tmp, dest)

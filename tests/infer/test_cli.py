@@ -117,3 +117,20 @@ def test_preview_register_creates_data_group_when_absent():
     bare = click.Group("tuneloop")
     data_preview.register(bare)
     assert "preview" in bare.commands["data"].commands
+
+
+def test_terminal_lines_until_ctrl_d(monkeypatch, capsys):
+    """At a terminal, lines come from input() (readline editing) until Ctrl-D (EOF)."""
+    from tuneloop.infer.chat import terminal_lines
+
+    typed = iter(["hello", "/exit"])
+
+    def fake_input(prompt):
+        assert prompt == "> "
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    assert list(terminal_lines()) == ["hello", "/exit"]

@@ -159,11 +159,13 @@ def chat_cmd(ref: str, system: str | None, max_new_tokens: int, temperature: flo
     Type a message and press Enter. /reset starts over, /system TEXT sets the system prompt,
     /exit (or Ctrl-D) quits.
     """
-    from tuneloop.infer.chat import run_chat
+    from tuneloop.infer.chat import run_chat, terminal_lines
 
     model, tokenizer, renderer = _load(ref, device)
-    run_chat(model, tokenizer, renderer, lines=sys.stdin, out=sys.stdout, system=system,
-             interactive=sys.stdin.isatty(), max_new_tokens=max_new_tokens,
+    interactive = sys.stdin.isatty()
+    lines = terminal_lines() if interactive else sys.stdin
+    run_chat(model, tokenizer, renderer, lines=lines, out=sys.stdout, system=system,
+             interactive=interactive, max_new_tokens=max_new_tokens,
              temperature=temperature, top_p=top_p, seed=seed)
 
 

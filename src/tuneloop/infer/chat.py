@@ -7,7 +7,7 @@ template and generation stops at its end-of-turn token, like every other generat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 HELP = "commands: /reset  /system TEXT  /exit"
@@ -32,7 +32,7 @@ def run_chat(
 
     history = fresh()
     if interactive:
-        out.write(f"{HELP}\n> ")
+        out.write(f"{HELP}\n")
         out.flush()
     for raw in lines:
         line = raw.rstrip("\r\n")
@@ -58,7 +58,19 @@ def run_chat(
             if stream.finish_reason == "length":
                 out.write("(reply cut at --max-new-tokens)\n")
             history.append({"role": "assistant", "content": stream.text})
-        if interactive:
-            out.write("> ")
         out.flush()
     return history
+
+
+def terminal_lines(prompt: str = "> ") -> Iterator[str]:
+    """Lines typed at a terminal, with line editing and history (readline), until Ctrl-D."""
+    try:
+        import readline  # noqa: F401 - importing it gives input() editing and history
+    except ImportError:  # not on every platform; plain input() still works
+        pass
+    while True:
+        try:
+            yield input(prompt)
+        except EOFError:
+            print()
+            return

@@ -108,7 +108,7 @@ def test_csv_physical_lines_multiline_cells_and_field_map(tmp_path):
     assert [(r.line, r.messages[0]["content"]) for r in res.records] == [
         (2, "first"), (3, "multi\nline"), (5, "third")]
     assert [(r.line, r.issues[0].kind) for r in res.rejects] == [(6, "non_utf8"),
-                                                                  (7, "wrong_type")]
+                                                                  (7, "wrong_columns")]
 
 
 def test_parquet_and_saved_dataset(tmp_path):
@@ -161,3 +161,16 @@ def test_shipped_examples_load_clean(name, kw, n):
 def test_every_shipped_example_is_covered():
     shipped = {p.name for p in EXAMPLES.iterdir()}
     assert shipped == {"alpaca.jsonl", "chat.jsonl", "sharegpt.json", "qa.csv"}
+
+
+def test_hub_id_unreachable_is_a_clean_data_error(monkeypatch):
+    """A hub id goes through datasets.load_dataset; offline, the failure is one clear message."""
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError) as err:
+        load_records("someone/no-such-dataset:validation")
+    assert err.value.where == "someone/no-such-dataset:validation"
+    assert "cannot load hub dataset 'someone/no-such-dataset'" in err.value.message()

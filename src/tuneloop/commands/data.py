@@ -142,6 +142,9 @@ def print_check_summary(report, *, out: str | None = None, rejects: str | None =
                 fld = f" {e['field']}" if e["field"] else ""
                 con.print(f"  [bold]{kind}[/] {escape(e['where'])}{escape(fld)}: "
                           f"{escape(e['message'])}", soft_wrap=True)
+                raw = " ".join((e["raw"] or "").split())
+                raw = raw if len(raw) <= 100 else raw[:97] + "..."
+                con.print(f"    [dim]{escape(raw)}[/]", soft_wrap=True)
     con.print(f"duplicate clusters: exact {report.exact_dup_clusters}, near "
               f"{report.near_dup_clusters} (Jaccard ≥ {report.near_dup_threshold}, "
               f"largest {report.largest_cluster})")

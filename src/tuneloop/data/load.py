@@ -354,7 +354,7 @@ def _read_csv(path: Path, info: FileInfo) -> Iterator[_Row]:
             continue
         if len(cells) != len(header):
             yield line, _dump(cells), None, Issue(
-                "wrong_type", None,
+                "wrong_columns", None,
                 f"row has {len(cells)} cells but the header has {len(header)} columns")
             continue
         yield line, _dump(row), row, None

@@ -85,10 +85,12 @@ def test_summary_numbers_and_json(jsonl):
     json.dumps(data)  # serialisable as-is
 
 
-def test_load_clean_records_raises_when_nothing_usable(jsonl):
+def test_load_clean_records_raises_when_nothing_usable(jsonl, caplog):
     """R11: all rows rejected → fail before training with a message naming the reasons."""
-    good = jsonl([alpaca(1), alpaca(1)], "good.jsonl")
-    assert [r.line for r in load_clean_records([good])] == [1]
+    good = jsonl([alpaca(1), alpaca(1), "{"], "good.jsonl")
+    assert [r.line for r in load_clean_records([good])] == [1, 2]  # validation only
+    assert "1 of 3 rows rejected (malformed_json ×1)" in caplog.text
+    assert [r.line for r in load_clean_records([good], exact_dup=True)] == [1]
     bad = jsonl(["{", alpaca(1, output="")], "bad.jsonl")
     try:
         load_clean_records(bad)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -23,6 +24,7 @@ FORMATS = ("alpaca", "chat", "sharegpt", "prompt_completion", "text")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
+_log = logging.getLogger("tuneloop.data")
 # How many rows of a file are looked at to detect its format.
 _DETECT_ROWS = 50
 
@@ -520,14 +522,26 @@ def _chain(first: list[_Row], rest: Iterator[_Row]) -> Iterator[_Row]:
 def load_clean_records(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
                        field_map: str | Mapping[str, str] | None = None,
                        **check_opts: Any) -> list[Record]:
-    """Load + validate + curate; return usable records, raise DataError if none remain."""
+    """Load + validate; return usable records, raise DataError if none remain.
+
+    Validation only by default (parse errors, roles, turn order, empty answers): dedup and PII
+    are curation choices made with `tuneloop data check --out`, so training and eval sets are
+    not silently changed here. Pass CheckOptions fields (exact_dup=True, near_dup=True,
+    pii=True, ...) to run those checks too. Rejected rows are counted in a logged warning.
+    """
     from tuneloop.data.check import CheckOptions, check_files
 
-    report = check_files(paths, format=format, field_map=field_map,
-                         options=CheckOptions(**check_opts))
+    opts: dict[str, Any] = {"exact_dup": False, "near_dup": False, "pii": False}
+    opts.update(check_opts)
+    report = check_files(paths, format=format, field_map=field_map, options=CheckOptions(**opts))
+    where = ", ".join(map(str, _listify(paths)))
     if not report.kept:
-        raise DataError(report.nothing_usable_message(), where=", ".join(map(str, _listify(paths))),
+        raise DataError(report.nothing_usable_message(), where=where,
                         fix="run `tuneloop data check` on the files to see every rejected row")
+    if report.rejected:
+        reasons = ", ".join(f"{k} ×{n}" for k, n in report.reasons.most_common())
+        _log.warning("%s: %d of %d rows rejected (%s); `tuneloop data check` lists them",
+                     where, len(report.rejected), report.rows_read, reasons)
     return report.kept
 
 

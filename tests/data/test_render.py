@@ -236,3 +236,20 @@ def test_embedded_model_template_mask_round_trip():
     # SmolLM's template adds its default system prompt when none is given.
     assert "named SmolLM" in r.text(records[0])
     assert r.stop_token_ids == [tok.convert_tokens_to_ids(IM_END)]
+
+
+def test_template_that_refuses_a_conversation(tiny_tokenizer, tmp_path):
+    """A template's raise_exception is a counted drop in render, a DataError in prompts."""
+    from tuneloop.data.render import TEMPLATE_ERROR
+    from tuneloop.errors import DataError
+
+    path = tmp_path / "nosys.jinja"
+    path.write_text("{% for m in messages %}{% if m['role'] == 'system' %}"
+                    "{{ raise_exception('System role not supported') }}{% endif %}"
+                    "{{ m['role'] + ': ' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+                    "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    r = Renderer(tiny_tokenizer, template=str(path))
+    assert r.render(CONV).reason == TEMPLATE_ERROR
+    assert r.render(Record(messages=CONV.messages[1:])).example is not None
+    with pytest.raises(DataError, match="System role not supported"):
+        r.prompt_ids(CONV.messages[:2])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.data.records import Record
-from tuneloop.errors import ModelError
+from tuneloop.errors import DataError, ModelError
 
 IGNORE_INDEX = -100
 
@@ -39,6 +39,7 @@ ALPACA_TEMPLATE = (
 ANSWER_CUT = "answer_cut_by_max_length"
 NO_TRAINABLE = "no_trainable_tokens"
 TEMPLATE_NOT_INCREMENTAL = "template_not_prefix_stable"
+TEMPLATE_ERROR = "template_error"  # the template itself refused the conversation (raise_exception)
 EMPTY = "empty_record"
 
 
@@ -130,6 +131,18 @@ class Renderer:
             add_generation_prompt=generation_prompt,
         )
 
+    def _apply_or_raise(self, messages: list[dict[str, str]], *, generation_prompt: bool,
+                        where: str | None) -> str:
+        """_apply, with a template's refusal turned into a DataError naming the record."""
+        from jinja2.exceptions import TemplateError
+
+        try:
+            return self._apply(messages, generation_prompt=generation_prompt)
+        except TemplateError as exc:
+            raise DataError(f"the {self.template_name} template rejects this conversation: {exc}",
+                            where=where, fix="fix the roles/order of the messages, or use "
+                            "another --template") from None
+
     def _detect_end_of_turn(self) -> str | None:
         """The special token the template closes an assistant turn with (e.g. <|im_end|>)."""
         probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]
@@ -169,7 +182,7 @@ class Renderer:
         """The full rendered text of a record (before any truncation)."""
         if record.messages is None:
             return (record.text or "") + self.tokenizer.eos_token
-        return self._apply(record.messages, generation_prompt=False)
+        return self._apply_or_raise(record.messages, generation_prompt=False, where=record.where)
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of the generation prompt: the conversation so far + the assistant header."""
@@ -178,7 +191,7 @@ class Renderer:
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
         """The generation prompt as text (messages + assistant header)."""
         gen = not messages or messages[-1].get("role") != "assistant"
-        return self._apply(list(messages), generation_prompt=gen)
+        return self._apply_or_raise(list(messages), generation_prompt=gen, where=None)
 
     def _tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -194,7 +207,13 @@ class Renderer:
                 # Long text is split, never cut or dropped: use render_chunks for it.
                 return RenderResult(None, "text_longer_than_max_length_use_render_chunks")
             return RenderResult(RenderedExample(ids, list(ids), len(ids), 0, self.text(record)))
-        return self._render_chat(list(record.messages))
+        from jinja2.exceptions import TemplateError
+
+        try:
+            return self._render_chat(list(record.messages))
+        except TemplateError:
+            # e.g. a template that rejects system messages or non-alternating roles
+            return RenderResult(None, TEMPLATE_ERROR)
 
     def render_chunks(self, record: Record) -> list[RenderResult]:
         """Like render(), but a text record longer than max_length becomes max_length chunks."""

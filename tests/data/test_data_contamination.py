@@ -48,3 +48,24 @@ def test_short_eval_items_matched_whole():
                                ["What is the capital of France?", "Name a red fruit."], n=13)
     assert [i.index for i in rep.items] == [0] and rep.short_items == 2
     assert words("Don't STOP-now!") == ["don", "t", "stop", "now"]
+
+
+def test_against_a_suite_yaml_names_the_case(tmp_path):
+    """R16: `data check TRAIN --against SUITE.yaml` scans each case's prompt and reference."""
+    from tuneloop.data.check import CheckOptions, check_files
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\ncases:\n"
+                     "  - id: capital\n    prompt: What is the capital of France?\n"
+                     "    reference: Paris is the capital and largest city of France.\n"
+                     "    checks:\n      - icontains: paris\n"
+                     "  - id: other\n    prompt: Name a colour of the rainbow please.\n"
+                     "    checks:\n      - max-words: 5\n")
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"instruction": "Tell me", "output": "Paris is the capital and largest '
+                     'city of France."}\n{"instruction": "Hi", "output": "Hello there"}\n')
+    report = check_files(train, options=CheckOptions(against=[suite], ngram=8))
+    cont = report.contamination
+    assert cont.n_items == 2
+    assert [(i.where, i.train_rows) for i in cont.items] == [(f"{suite}#capital",
+                                                              [f"{train}:1"])]

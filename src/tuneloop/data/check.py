@@ -200,10 +200,10 @@ def check_loaded(loaded: LoadResult, options: CheckOptions) -> CheckReport:
     report.rejected.sort(key=lambda r: (order.get(r.source, 0), r.line))
     _summarise(report)
     if options.against:
-        from tuneloop.data.contamination import contamination_report
+        from tuneloop.data.contamination import contamination_report, load_eval_items
 
-        evals = load_records(list(options.against))
-        report.contamination = contamination_report(report.kept, evals.records, n=options.ngram)
+        evals = load_eval_items(options.against)
+        report.contamination = contamination_report(report.kept, evals, n=options.ngram)
     return report
 
 

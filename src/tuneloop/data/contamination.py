@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tuneloop.data.records import Record
@@ -41,7 +42,32 @@ def item_text(item: Record | str | Mapping[str, Any]) -> str:
 
 
 def _label(item: Any, index: int) -> str:
-    return item.where if isinstance(item, Record) else f"item {index + 1}"
+    if isinstance(item, Record):
+        return item.where
+    if isinstance(item, Mapping) and item.get("where"):
+        return str(item["where"])
+    return f"item {index + 1}"
+
+
+def load_eval_items(paths: Iterable[str | Path]) -> list[Record | dict[str, str]]:
+    """Eval data to scan: suite YAML files (prompt + reference per case) or any data file."""
+    from tuneloop.data.load import load_records
+
+    items: list[Record | dict[str, str]] = []
+    data_paths: list[str] = []
+    for p in paths:
+        if str(p).lower().endswith((".yaml", ".yml")):
+            from tuneloop.eval.suite import load_suite
+
+            for case in load_suite(p).cases:
+                turns = [m["content"] for m in case.messages_for() if m["role"] != "system"]
+                text = "\n".join(turns + ([case.reference] if case.reference else []))
+                items.append({"where": f"{p}#{case.id}", "text": text})
+        else:
+            data_paths.append(str(p))
+    if data_paths:
+        items.extend(load_records(data_paths).records)
+    return items
 
 
 def _grams(ws: Sequence[str], n: int) -> set[int]:

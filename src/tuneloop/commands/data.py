@@ -40,7 +40,7 @@ _threshold_opt = click.option("--near-dup-threshold", type=click.FloatRange(0, 1
 @_threshold_opt
 @click.option("--no-near-dup", is_flag=True, help="Skip the near-duplicate (MinHash) pass.")
 @click.option("--against", multiple=True, metavar="EVAL",
-              help="Eval/suite data to scan for contamination (repeatable).")
+              help="Eval data (suite YAML or any data file) to scan for contamination; repeatable.")
 @click.option("--ngram", type=click.IntRange(min=1), default=13, show_default=True,
               help="n-gram size (words) for the contamination scan.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any row has any issue.")

@@ -22,7 +22,7 @@ _field_map_opt = click.option("--field-map", metavar="SRC=DST,...",
                               help="Rename fields first, e.g. question=instruction,answer=output.")
 _threshold_opt = click.option("--near-dup-threshold", type=click.FloatRange(0, 1, min_open=True),
                               default=0.8, show_default=True,
-                              help="MinHash Jaccard at which rows count as near-duplicates.")
+                              help="Jaccard similarity (word 3-grams) at which rows are near-duplicates.")
 
 
 @data.command("check")
@@ -119,7 +119,7 @@ def print_check_summary(report, *, out: str | None = None, rejects: str | None =
     from rich.markup import escape
     from rich.table import Table
 
-    con = Console(soft_wrap=False)
+    con = Console(soft_wrap=True)  # long paths and lists stay on one greppable line
     rows = Table(title="data check", show_header=True)
     for col in ("file", "format", "rows", "blank lines skipped"):
         rows.add_column(col, justify="left" if col in ("file", "format") else "right")
@@ -171,20 +171,16 @@ def print_check_summary(report, *, out: str | None = None, rejects: str | None =
 
 def _print_contamination(con, rep) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     con.print(f"contamination ({rep.n}-gram): {rep.n_contaminated} of {rep.n_items} eval items "
               f"({rep.share_contaminated:.1%}) overlap training data"
               + (f"; {rep.short_items} items under {rep.n} words matched whole"
                  if rep.short_items else ""))
-    if rep.items:
-        table = Table()
-        for col in ("eval item", "n-grams matched", "train rows"):
-            table.add_column(col)
-        for item in rep.items[:10]:
-            table.add_row(escape(item.where), f"{item.n_matched}/{item.n_grams}",
-                          escape(", ".join(item.train_rows)))
-        con.print(table)
+    for item in rep.items[:10]:
+        con.print(f"  {escape(item.where)}: {item.n_matched}/{item.n_grams} n-grams in "
+                  f"{escape(', '.join(item.train_rows))}", soft_wrap=True)
+    if len(rep.items) > 10:
+        con.print(f"  … {len(rep.items) - 10} more (--json lists all)")
 
 
 def register(cli: click.Group) -> None:

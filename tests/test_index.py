@@ -198,3 +198,21 @@ def test_two_processes_writing_at_once_lose_no_rows(tmp_path):
         assert index.applied_migrations(db) == names  # each applied once, not twice
     finally:
         db.close()
+
+
+def test_a_lock_held_too_long_is_a_clear_error(tmp_path, monkeypatch):
+    """Another process holding the write lock past the timeout gives a message, not a traceback."""
+    path = tmp_path / "i.sqlite"
+    index.open_index(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(index, "BUSY_TIMEOUT_S", 0.3)
+    try:
+        with pytest.raises(TuneloopError, match="stayed locked") as exc:
+            index.record_eval(model_ref="m", kind="suite", name="s", score=1, n=1, index=path)
+        assert str(path) in exc.value.message() and "another tuneloop process" in exc.value.fix
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    index.record_eval(model_ref="m", kind="suite", name="s", score=1, n=1, index=path)
+    assert len(index.list_evals(index=path)) == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -97,10 +98,47 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _retry_locked(action: Callable[[], Any], db: sqlite3.Connection) -> Any:
+    """Run `action`, retrying while the file is locked, for up to BUSY_TIMEOUT_S.
+
+    The busy timeout covers most waits, but SQLite answers some (switching to WAL while another
+    connection opens the file, WAL recovery) with an immediate SQLITE_BUSY; those are retried.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc):
+                raise
+            if time.monotonic() > deadline:
+                where = db.execute("PRAGMA database_list").fetchone()[2]
+                raise IndexDBError(
+                    f"the run index stayed locked for {BUSY_TIMEOUT_S:.0f} s ({exc})",
+                    where=where or None,
+                    fix="another tuneloop process is holding it; wait for it to finish and retry",
+                ) from exc
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    # SQLite reports a refused switch by returning the old mode, not by raising.
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"database is locked (journal_mode is still {mode})")
+
+
 @contextmanager
 def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction that takes the write lock up front (no upgrade deadlocks)."""
-    db.execute("BEGIN IMMEDIATE")
+    _retry_locked(lambda: db.execute("BEGIN IMMEDIATE"), db)
     try:
         yield db
     except BaseException:
@@ -121,7 +159,7 @@ def applied_migrations(db: sqlite3.Connection) -> list[str]:
 
 def migrate(db: sqlite3.Connection, *, upto: int | None = None) -> list[str]:
     """Apply pending migrations (the first `upto` of them if given); return the names applied."""
-    done_names = set(applied_migrations(db))
+    done_names = set(_retry_locked(lambda: applied_migrations(db), db))
     pending = [fn for fn in MIGRATIONS[:upto] if fn.__name__ not in done_names]
     applied: list[str] = []
     for fn in pending:  # usually empty: opening a current index takes no write lock
@@ -157,7 +195,7 @@ def connect(path: str | Path | None = None) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
+        _retry_locked(lambda: _set_wal(db), db)
     except (sqlite3.DatabaseError, OSError) as exc:
         raise IndexDBError(
             f"cannot open the run index: {exc}",

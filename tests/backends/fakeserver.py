@@ -17,13 +17,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(app) -> Iterator[str]:
+def serve_app(app, lifespan: str = "off") -> Iterator[str]:
     """Serve `app` on a free loopback port; yields the base URL; stops the server on exit."""
     import uvicorn
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

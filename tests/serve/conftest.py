@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from servehelp import start_server, stop_server
+
+# The in-thread uvicorn helper shared with the backend tests.
+sys.path.insert(0, str(Path(__file__).parent.parent / "backends"))
 
 
 @pytest.fixture(scope="session")

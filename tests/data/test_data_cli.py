@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import alpaca
 
 from tuneloop.cli import main
@@ -89,3 +90,15 @@ def test_split_subprocess(jsonl, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rows"]["train"] == 24 and manifest["seed"] == 1
     assert len((out / "test.jsonl").read_text().splitlines()) == 6
+
+
+@pytest.mark.integration
+def test_check_with_embedded_model_tokenizer(capsys):
+    """R13 on the real template: token lengths of the shipped chat examples under SmolLM2."""
+    examples = Path(__file__).resolve().parents[2] / "examples" / "data" / "chat.jsonl"
+    code = main(["data", "check", str(examples), "--model", "smollm2-135m-instruct",
+                 "--max-length", "40", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["token_lengths"]["max"] > 40
+    assert data["kept"] + data["rejected"] == 4
+    assert data["prompt_truncated"] + data["rejected_by_reason"].get("too_long", 0) >= 1

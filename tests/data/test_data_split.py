@@ -12,7 +12,7 @@ from conftest import alpaca
 from tuneloop.data.curate import duplicate_clusters
 from tuneloop.data.records import Record
 from tuneloop.data.split import split_files, split_records
-from tuneloop.errors import UsageError
+from tuneloop.errors import DataError, UsageError
 
 WORDS = [f"w{i}" for i in range(5000)]
 
@@ -60,11 +60,14 @@ def test_split_is_deterministic_and_seed_dependent():
     assert [r.line for r in a.train] == sorted(r.line for r in a.train)  # input order kept
 
 
-def test_bad_test_size():
+def test_bad_test_size_and_unsplittable_clusters():
     with pytest.raises(UsageError):
         split_records(corpus(n=5, families=0), test_size=5)
     with pytest.raises(UsageError):
         split_records(corpus(n=5, families=0), test_size=0)
+    same = [Record.chat(("user", "q"), ("assistant", "same answer"), line=i) for i in range(10)]
+    with pytest.raises(DataError, match="no duplicate cluster fits"):
+        split_records(same, test_size=0.1)  # one cluster of 10 cannot be split without leaking
 
 
 def test_split_files_writes_outputs_and_manifest(jsonl, tmp_path):

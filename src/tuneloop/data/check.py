@@ -248,7 +248,8 @@ def _length_step(final: dict[int, Record], options: CheckOptions, report: CheckR
             continue  # long raw text is chunked at training time, never cut
         cut = limited.render(rec)
         if cut.example is None:
-            why = "the answer would be cut" if cut.reason == ANSWER_CUT else cut.reason
+            why = ("the answer would be cut (the prompt cannot be shortened enough)"
+                   if cut.reason == ANSWER_CUT else cut.reason)
             issues[i].append(Issue(TOO_LONG, None,
                                    f"{n} tokens under the model's template > --max-length "
                                    f"{options.max_length}: {why}; raise --max-length or "

@@ -54,6 +54,12 @@ def split_records(records: Sequence[Record], *, test_size: float = 0.1, seed: in
             test_idx.update(members[c])
         if len(test_idx) == target:
             break
+    if not test_idx:
+        biggest = max(len(m) for m in members.values())
+        raise DataError(f"no duplicate cluster fits a test side of {target} rows (the smallest "
+                        f"cluster has {min(len(m) for m in members.values())} rows, the "
+                        f"largest {biggest})",
+                        fix="raise --test-size, or dedupe first with `tuneloop data check --out`")
     train = [r for i, r in enumerate(records) if i not in test_idx]
     test = [r for i, r in enumerate(records) if i in test_idx]
     return SplitResult(train, test, len(members), sum(1 for m in members.values() if len(m) > 1))

@@ -131,11 +131,27 @@ def test_missing_hub_id_offline(monkeypatch):
     import huggingface_hub.constants as hub_constants
 
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
     res = resolve_model_ref("nobody-here/no-such-model-xyz")
     assert res.kind == "hub"
     with pytest.raises(ModelError, match="could not be found locally") as err:
         load_tokenizer("nobody-here/no-such-model-xyz")
     assert "local HF model directory" in err.value.fix
+
+
+def test_cached_hub_id_loads_offline(tiny_model_dir, tmp_path, monkeypatch):
+    """A hub id already in the local HF cache loads offline, without network retries."""
+    import huggingface_hub.constants as hub_constants
+
+    snap = tmp_path / "models--tiny-org--tiny-llama" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_model_dir, snap)
+    (tmp_path / "models--tiny-org--tiny-llama" / "refs").mkdir()
+    (tmp_path / "models--tiny-org--tiny-llama" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
+    model, tok = load_model("tiny-org/tiny-llama")
+    base, _ = load_model(tiny_model_dir)
+    assert torch.equal(_logits(model, tok), _logits(base, tok))
 
 
 def test_embedded_package_missing_gives_install_command(monkeypatch):

@@ -9,6 +9,7 @@ it once into an ordinary fp32 safetensors directory under the user cache dir.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -366,13 +367,45 @@ def _not_found(resolved: ResolvedModel, exc: Exception) -> ModelError:
                       fix="check that the directory holds a complete HF model")
 
 
+@functools.lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    """Whether the hub endpoint answers a TCP connect within a few seconds (checked once).
+
+    Why: offline, huggingface_hub retries each request with backoff (about a minute per file)
+    before failing; knowing up front lets cached models load at once and missing ones fail fast.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co",
+                                       url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_kwargs(name_or_path: str) -> dict[str, Any]:
+    """from_pretrained kwargs: hub ids load from the local HF cache only when the hub is unreachable."""
+    if Path(name_or_path).exists() or _hub_reachable():
+        return {}
+    return {"local_files_only": True}
+
+
 def load_tokenizer(ref: str | Path | ResolvedModel) -> Any:
     """Load the tokenizer for a model reference (pad token set; run dirs use their saved one)."""
     resolved = ref if isinstance(ref, ResolvedModel) else resolve_model_ref(ref)
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.tokenizer_path)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.tokenizer_path,
+                                                  **_hub_kwargs(resolved.tokenizer_path))
     except (OSError, ValueError) as exc:
         raise _not_found(resolved, exc) from None
     if tokenizer.pad_token is None:
@@ -403,7 +436,8 @@ def load_model(
         dtype = getattr(torch, dtype)
     dtype = dtype or default_dtype(device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.weights, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolved.weights, dtype=dtype,
+                                                     **_hub_kwargs(resolved.weights))
     except (OSError, ValueError) as exc:
         raise _not_found(resolved, exc) from None
     if resolved.adapter is not None:

@@ -426,12 +426,17 @@ def load_model(
     ref: str | Path | ResolvedModel, *, device: str = "cpu", dtype: Any = None,
     trainable: bool = False,
 ) -> tuple[Any, Any]:
-    """Load (model, tokenizer); a LoRA run dir gives the PEFT model (base + adapter)."""
+    """Load (model, tokenizer); a LoRA run dir gives the PEFT model (base + adapter).
+
+    device: "cpu", "cuda[:N]", "mps" or "auto"; dtype None = fp32 on CPU, bf16/fp16 on GPU.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     resolved = ref if isinstance(ref, ResolvedModel) else resolve_model_ref(ref)
     tokenizer = load_tokenizer(resolved)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     dtype = dtype or default_dtype(device)

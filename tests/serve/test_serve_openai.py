@@ -191,6 +191,14 @@ def test_non_loopback_bind_without_key_is_refused(tiny_model_dir):
     assert time.time() - start < 60
 
 
+def test_port_in_use_is_a_clean_error(served_tiny):
+    port = served_tiny.url.rsplit(":", 1)[1]
+    res = subprocess.run([TUNELOOP, "serve", "x", "--port", port], capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert res.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_check_bind_rules():
     """R21 unit: loopback always allowed; others need a key or --insecure."""
     from tuneloop.errors import ServeError

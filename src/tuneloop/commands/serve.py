@@ -37,8 +37,6 @@ def serve_cmd(ref: str, host: str, port: int, api_key: str | None, insecure: boo
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tuneloop.serve.server import serve
 
-    click.echo(f"serving {ref} at http://{host}:{port}/v1 as model "
-               f"{model_name or ref!r}", err=True)
     serve(ref, host=host, port=port, api_key=api_key, insecure=insecure, model_name=model_name,
           max_body_bytes=max_body_bytes, max_batch_size=max_batch_size, device=device)
 

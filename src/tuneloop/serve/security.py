@@ -36,3 +36,22 @@ def check_bind(host: str, api_key: str | None, insecure: bool = False) -> None:
         fix="pass --api-key KEY (or set TUNELOOP_API_KEY), keep the default --host 127.0.0.1, "
         "or add --insecure if this network is trusted",
     )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before the slow model load if the address cannot be bound (port taken, bad host)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ServeError(f"cannot resolve host {host!r}: {exc}", where="--host",
+                         fix="pass an IP address or a resolvable name") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}", where="--port",
+                             fix="stop the other server or pick another --port") from None

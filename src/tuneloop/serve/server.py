@@ -6,7 +6,7 @@ from typing import Any
 
 from tuneloop.serve.app import DEFAULT_MAX_BODY, create_app
 from tuneloop.serve.engine import Engine
-from tuneloop.serve.security import check_bind
+from tuneloop.serve.security import check_bind, check_port_free
 
 
 def build_app(ref: str, *, model_name: str | None = None, api_key: str | None = None,
@@ -31,9 +31,15 @@ def serve(ref: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str |
           max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 16,
           device: str = "cpu", log_level: str = "info") -> None:
     """Check the bind (R21), load the model, and serve until interrupted."""
+    import sys
+
     import uvicorn
 
     check_bind(host, api_key, insecure)  # before the slow model load: fail fast
+    check_port_free(host, port)
+    print(f"loading {ref} ...", file=sys.stderr, flush=True)
     app = build_app(ref, model_name=model_name, api_key=api_key, max_body_bytes=max_body_bytes,
                     max_batch_size=max_batch_size, device=device)
+    print(f"serving {ref} as model {model_name or ref!r} at http://{host}:{port}/v1"
+          f"{' (API key required)' if api_key else ''}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

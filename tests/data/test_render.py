@@ -253,3 +253,19 @@ def test_template_that_refuses_a_conversation(tiny_tokenizer, tmp_path):
     assert r.render(Record(messages=CONV.messages[1:])).example is not None
     with pytest.raises(DataError, match="System role not supported"):
         r.prompt_ids(CONV.messages[:2])
+
+
+def test_alpaca_keeps_bos_for_tokenizers_that_add_it(tiny_tokenizer):
+    """Llama-style base tokenizers add BOS; the Alpaca text then starts with it (R15 still holds)."""
+    from tokenizers.processors import TemplateProcessing
+
+    tok = _no_template(tiny_tokenizer)
+    tok.bos_token = "<|im_start|>"
+    tok._tokenizer.post_processor = TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", tok.bos_token_id)])
+    assert tok("a").input_ids[0] == tok.bos_token_id
+    r = Renderer(tok, template="alpaca")
+    ex = r.render(CONV).example
+    assert ex.input_ids[0] == tok.bos_token_id and ex.text.startswith("<|im_start|>You are")
+    assert tok(ex.text, add_special_tokens=False).input_ids == ex.input_ids
+    assert r.prompt_ids(CONV.messages[:2])[0] == tok.bos_token_id

@@ -102,14 +102,14 @@ class Renderer:
         if isinstance(own, dict):  # named templates: the default one is the chat template
             own = own.get("default") or next(iter(own.values()), None)
         if template == "auto":
-            return ("chat", own) if own else ("alpaca", ALPACA_TEMPLATE)
+            return ("chat", own) if own else ("alpaca", self._alpaca())
         if template == "chat":
             if not own:
                 raise ModelError("the tokenizer has no chat template",
                                  fix="use --template alpaca, or pass a .jinja template file")
             return "chat", own
         if template == "alpaca":
-            return "alpaca", ALPACA_TEMPLATE
+            return "alpaca", self._alpaca()
         path = Path(template).expanduser()
         if path.suffix in (".jinja", ".j2") or path.exists():
             try:
@@ -119,6 +119,16 @@ class Renderer:
                                  fix="pass an existing Jinja file") from None
         raise ModelError(f"unknown template {template!r}",
                          fix="use auto, chat, alpaca, or a path to a .jinja file")
+
+    def _alpaca(self) -> str:
+        """Alpaca, led by BOS when the tokenizer normally adds one (Llama-style base models
+        were pretrained with it; ids are tokenized without special tokens, so it must be text)."""
+        tok = self.tokenizer
+        if tok.bos_token_id is not None and tok.bos_token:
+            ids = tok("a").input_ids
+            if ids and ids[0] == tok.bos_token_id:
+                return "{{ bos_token }}" + ALPACA_TEMPLATE
+        return ALPACA_TEMPLATE
 
     @property
     def template_source(self) -> str:

@@ -93,6 +93,7 @@ def test_pairwise_end_to_end_both_orders(tmp_path, files, capsys):
     assert r["flip_rate"] == pytest.approx(1 / 5)
     assert r["ci95"][0] <= 0.9 <= r["ci95"][1]
     assert r["mean_answer_words_a"] > r["mean_answer_words_b"] > 0
+    assert r["by_category"] == {"math": 1.0}
     assert summary["unparseable_outputs"] == 2 and summary["judge_outputs"] == 12
     judgments = [json.loads(line) for line in
                  (tmp_path / "out" / "judgments.jsonl").read_text().splitlines()]
@@ -115,6 +116,7 @@ def test_single_end_to_end(tmp_path, files):
     assert by["good"]["mean"] == 9.0 and by["good"]["n"] == 5
     assert by["good"]["unparseable"] == 1  # GARBLE: excluded, not a 0 (R18)
     assert by["bad"]["mean"] == 3.0
+    assert by["bad"]["by_category"] == {"math": 3.0}
     assert by["good"]["mean_answer_words"] > by["bad"]["mean_answer_words"]
     # Each model's answer to a 2-turn question took two requests; the judge saw 12 prompts.
     judge_calls = [b for b in log if b["model"] == "judge"]

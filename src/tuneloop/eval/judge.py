@@ -336,6 +336,10 @@ def run_judge(
 
     words = {label: [_words(a) for a in answers[spec]] for spec, label in zip(models, labels)}
     mean_words = {k: (sum(v) / len(v)) if v else 0.0 for k, v in words.items()}
+    categories: dict[str, set[str]] = {}
+    for q in questions:
+        if q.category:
+            categories.setdefault(str(q.category), set()).add(q.id)
     summary: dict[str, Any] = {"mode": mode, "judge": judge_gen.name,
                                "n_questions": len(questions), "models": dict(zip(labels, models)),
                                "unparseable_outputs": sum(not j["parsed"] for j in judgments),
@@ -344,19 +348,26 @@ def run_judge(
         summary["results"] = [
             {"model": label, **summarize_scores(
                 [j["verdict"] for j in judgments if j["model"] == label], seed=seed),
-             "mean_answer_words": mean_words[label]}
+             "mean_answer_words": mean_words[label],
+             "by_category": {
+                 cat: summarize_scores([j["verdict"] for j in judgments if j["model"] == label
+                                        and j["question_id"] in ids], seed=seed)["mean"]
+                 for cat, ids in categories.items()}}
             for label in labels]
     else:
         results = []
         for la, lb in itertools.combinations(labels, 2):
-            outcomes: list[PairOutcome] = []
+            outcomes: dict[str, PairOutcome] = {}
             for q in questions:
                 mine = {j["order"]: j["verdict"] for j in judgments
                         if j["question_id"] == q.id and j["model_a"] == la and j["model_b"] == lb}
-                outcomes.append(combine_pair(mine.get("AB"), mine.get("BA")))
-            results.append({"model_a": la, "model_b": lb, **summarize_pairs(outcomes, seed=seed),
-                            "mean_answer_words_a": mean_words[la],
-                            "mean_answer_words_b": mean_words[lb]})
+                outcomes[q.id] = combine_pair(mine.get("AB"), mine.get("BA"))
+            results.append({
+                "model_a": la, "model_b": lb, **summarize_pairs(list(outcomes.values()), seed=seed),
+                "mean_answer_words_a": mean_words[la], "mean_answer_words_b": mean_words[lb],
+                "by_category": {
+                    cat: summarize_pairs([outcomes[i] for i in ids], seed=seed)["win_rate"]
+                    for cat, ids in categories.items()}})
         summary["results"] = results
 
     run = JudgeRun(summary, judgments)

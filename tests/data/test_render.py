@@ -137,6 +137,11 @@ def test_no_assistant_turn_is_dropped_not_all_masked(tiny_tokenizer):
     """R13: never an example with all labels masked."""
     res = Renderer(tiny_tokenizer).render(Record.chat(("user", "hello")))
     assert res.example is None and res.reason == NO_TRAINABLE
+    # An opening assistant greeting answers nothing: it is context, not trained.
+    r = Renderer(tiny_tokenizer)
+    assert r.render(Record.chat(("assistant", "Hello!"))).reason == NO_TRAINABLE
+    ex = r.render(Record.chat(("assistant", "Hello!"), ("user", "hi"), ("assistant", "Paris."))).example
+    assert trained_text(tiny_tokenizer, ex) == "Paris." + IM_END
 
 
 def test_truncation_drops_old_turns_then_cuts_user_start(tiny_tokenizer):

@@ -279,9 +279,9 @@ class Renderer:
         text = self._apply(messages, generation_prompt=False)
         spans: list[tuple[int, int]] = []
         for i, msg in enumerate(messages):
-            if msg.get("role") != "assistant":
-                continue
-            before = self._apply(messages[:i], generation_prompt=True) if i else ""
+            if msg.get("role") != "assistant" or i == 0:
+                continue  # an opening assistant message answers nothing: context, not trained
+            before = self._apply(messages[:i], generation_prompt=True)
             through = self._apply(messages[: i + 1], generation_prompt=False)
             if not (text.startswith(before) and text.startswith(through)):
                 return RenderResult(None, TEMPLATE_NOT_INCREMENTAL)

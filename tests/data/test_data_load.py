@@ -79,6 +79,14 @@ def test_wrong_types_inside_turns(jsonl):
         ("wrong_type", "messages[0]")]
 
 
+def test_bom_and_crlf_jsonl(tmp_path):
+    path = tmp_path / "win.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(alpaca(1)).encode() + b"\r\n"
+                     + json.dumps(alpaca(2)).encode() + b"\r\n")
+    res = load_records(path)
+    assert [r.line for r in res.records] == [1, 2] and not res.rejects
+
+
 def test_json_array_lines_are_where_elements_start(tmp_path):
     path = tmp_path / "a.json"
     path.write_text('[\n  {"instruction": "a",\n   "output": "b"},\n\n  {"instruction": "c", '

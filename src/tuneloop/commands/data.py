@@ -79,7 +79,8 @@ def check(files: tuple[str, ...], fmt: str | None, field_map: str | None, model:
         print_check_summary(report, out=out, rejects=rejects)
     if not report.kept:
         raise DataError(report.nothing_usable_message(),
-                        fix="see the reasons above; --rejects FILE keeps every rejected row")
+                        fix="see the reasons above; --rejects FILE keeps every rejected row"
+                        if report.rows_read else "check that you passed the right file")
     if strict and report.issue_count:
         raise DataError(f"--strict: {report.issue_count} of {report.rows_read} rows have issues",
                         fix="fix or drop them (use --out for the clean rows), or omit --strict")

@@ -78,6 +78,8 @@ class CheckReport:
 
     def nothing_usable_message(self) -> str:
         """One line saying that no row survived and the top reasons why."""
+        if self.rows_read == 0:
+            return (f"no rows found ({self.skipped_blank} blank lines); the input is empty")
         top = ", ".join(f"{k} ×{n}" for k, n in self.reasons.most_common(3))
         return (f"no usable rows remain: all {self.rows_read} rows were rejected"
                 + (f" ({top})" if top else ""))

@@ -250,7 +250,7 @@ def _dump(row: Any) -> str:
 
 
 def _read_jsonl(path: Path, info: FileInfo) -> Iterator[_Row]:
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a BOM some editors add
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line does not start a row

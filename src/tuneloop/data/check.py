@@ -180,7 +180,7 @@ def check_loaded(loaded: LoadResult, options: CheckOptions) -> CheckReport:
         report.largest_cluster = max(sizes.values(), default=0) + (1 if sizes else 0)
         for d, (first, sim) in near.items():
             issues[valid[d]] = [Issue(NEAR_DUP, None, f"near-duplicate of {cand[first].where} "
-                                      f"(estimated Jaccard {sim:.2f} ≥ "
+                                      f"(word 3-gram Jaccard {sim:.2f} ≥ "
                                       f"{options.near_dup_threshold})")]
         valid = [i for i in valid if i not in issues]
 

@@ -91,6 +91,8 @@ def test_bad_parameters(trained):
         with pytest.raises(UsageError, match=msg):
             generate(model, tok, renderer, _prompts(["hi"]), progress=False, **kw)
     assert generate(model, tok, renderer, [], progress=False) == []
+    with pytest.raises(UsageError, match="prompt 2 is .* context is 1024"):
+        generate(model, tok, renderer, _prompts(["hi", "blue sea " * 600]), progress=False)
 
 
 @pytest.mark.integration

@@ -38,6 +38,17 @@ def _check_params(max_new_tokens: int, temperature: float, top_p: float, batch_s
         raise UsageError(f"batch_size must be ≥ 1, got {batch_size}", fix="pass --batch-size 1+")
 
 
+def _check_context(model: Any, encoded: list[list[int]]) -> None:
+    """A prompt that alone fills the model's context cannot be answered: say which one."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return
+    for i, ids in enumerate(encoded):
+        if len(ids) >= limit:
+            raise UsageError(f"prompt {i + 1} is {len(ids)} tokens; the model's context is "
+                             f"{limit}", fix="shorten that prompt (or its conversation history)")
+
+
 def _generation_config(renderer: Any, tokenizer: Any, max_new_tokens: int, temperature: float,
                        top_p: float) -> Any:
     """An explicit config, so a model's own generation defaults never change our decoding."""
@@ -124,6 +135,7 @@ def generate(
     if seed is not None:
         torch.manual_seed(seed)
     encoded = [renderer.prompt_ids(list(messages)) for messages in prompts]
+    _check_context(model, encoded)
     # Longest first: similar lengths share a batch (less padding), and an out-of-memory shows up
     # on the first batch rather than the last.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -237,6 +249,7 @@ def stream_generate(
     if seed is not None:
         torch.manual_seed(seed)
     prompt = renderer.prompt_ids(list(messages))
+    _check_context(model, [prompt])
     device = next(model.parameters()).device
     ids = torch.tensor([prompt], device=device)
     config = _generation_config(renderer, tokenizer, max_new_tokens, temperature, top_p)

@@ -54,8 +54,7 @@ def test_encode_pair_moves_trailing_space(tiny_tokenizer):
 
 def test_mc_matches_lm_eval_harness(tiny, tiny_model_dir, tmp_path, monkeypatch):
     """acc, acc_norm and every per-choice loglikelihood equal lm-eval's HFLM on 20 items (R20)."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
+    from tuneloop.eval.mc import lm_eval_model_args, run_lm_eval
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     model, tokenizer = tiny
@@ -67,11 +66,11 @@ def test_mc_matches_lm_eval_harness(tiny, tiny_model_dir, tmp_path, monkeypatch)
     data = task_dir / "items.jsonl"
     data.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     (task_dir / "task.yaml").write_text(TASK_YAML.format(data=data), encoding="utf-8")
-    out = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={tiny_model_dir},dtype=float32", device="cpu",
-        tasks=["tuneloop_mc_parity"], task_manager=TaskManager(include_path=str(task_dir)),
-        batch_size=3, log_samples=True,
-    )
+    # the same pass-through `eval mc --lm-eval TASKS` uses: model "hf", the resolved HF dir
+    assert lm_eval_model_args(str(tiny_model_dir)) == (
+        f"pretrained={tiny_model_dir.resolve()},dtype=float32")
+    out = run_lm_eval(str(tiny_model_dir), "tuneloop_mc_parity", include_path=str(task_dir),
+                      batch_size=3, log_samples=True)
     res = out["results"]["tuneloop_mc_parity"]
     assert ours.n == len(items) == 20
     assert ours.acc == res["acc,none"]
@@ -84,6 +83,29 @@ def test_mc_matches_lm_eval_harness(tiny, tiny_model_dir, tmp_path, monkeypatch)
         assert len(theirs) == len(row["loglikelihoods"])
         for a, b in zip(row["loglikelihoods"], theirs, strict=True):
             assert math.isclose(a, b, abs_tol=1e-4), (sample["doc_id"], a, b)
+
+
+def test_lm_eval_model_args_for_runs(tuned_run_dir, tmp_path):
+    """A full-weights run passes its model/ dir; a LoRA run its base dir plus peft=ADAPTER."""
+    from peft import LoraConfig, get_peft_model
+
+    from tuneloop.eval.mc import lm_eval_model_args
+    from tuneloop.models import load_model, save_model_metadata
+
+    args = lm_eval_model_args(str(tuned_run_dir))
+    assert args.startswith(f"pretrained={(tuned_run_dir / 'model').resolve()},")
+    assert "peft=" not in args
+    base = tuned_run_dir / "model"
+    model, tokenizer = load_model(str(base))
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    run = tmp_path / "lora-run"
+    lora.save_pretrained(run / "model")
+    tokenizer.save_pretrained(run / "model")
+    save_model_metadata(run / "model", base_model=str(base), method="lora", template="auto",
+                        format="chat")
+    args = lm_eval_model_args(str(run))
+    assert f"pretrained={base.resolve()}," in args
+    assert args.endswith(f",peft={(run / 'model').resolve()}")
 
 
 def test_mc_file_errors_name_line(tmp_path):

@@ -223,7 +223,8 @@ def lm_eval_model_args(model_ref: str | Path) -> str:
 
 
 def run_lm_eval(model_ref: str | Path, tasks: str, *, device: str = "cpu",
-                batch_size: int = 8, include_path: str | None = None) -> dict[str, Any]:
+                batch_size: int = 8, include_path: str | None = None,
+                **kwargs: Any) -> dict[str, Any]:
     """Pass the model to lm-evaluation-harness (`simple_evaluate`) for the named tasks."""
     try:
         import lm_eval
@@ -236,5 +237,5 @@ def run_lm_eval(model_ref: str | Path, tasks: str, *, device: str = "cpu",
         raise EvalError(f"no task names in {tasks!r}", fix="pass --lm-eval hellaswag,arc_easy")
     return lm_eval.simple_evaluate(
         model="hf", model_args=lm_eval_model_args(model_ref), tasks=names, device=device,
-        batch_size=batch_size, task_manager=TaskManager(include_path=include_path),
+        batch_size=batch_size, task_manager=TaskManager(include_path=include_path), **kwargs,
     )

@@ -7,7 +7,7 @@ LSH banded for recall (16 bands x 4 rows at 0.8: a pair at Jaccard 0.8 becomes a
 candidate with probability 0.9998, where datasketch's balanced 5x11 banding misses a quarter of
 pairs at 0.88), and every candidate pair confirmed with the exact Jaccard of its shingle sets, so
 the reported similarity is exact and MinHash noise never decides. 64 permutations (not 128)
-halve hashing cost; words are hashed once with xxh32 and k-grams combined in numpy; datasketch
+halve hashing cost; shingles are hashed with xxh32 (faster than datasketch's sha1); datasketch
 builds the signatures (MinHash.generator, shared permutations); banding is done in numpy
 (`lsh_buckets`: MinHashLSH's per-row inserts were the slowest step).
 """
@@ -27,7 +27,6 @@ NUM_PERM = 64
 SHINGLE_WORDS = 3
 DEFAULT_THRESHOLD = 0.8
 
-_GRAM_MULT = 0x100000001B3  # FNV-64 prime: odd, so k-gram hashes depend on word order
 _WORD = re.compile(r"\w+")
 
 
@@ -69,25 +68,12 @@ def shingles(text: str, k: int = SHINGLE_WORDS) -> list[bytes]:
     return [" ".join(words[i:i + k]).encode() for i in range(len(words) - k + 1)]
 
 
-def shingle_hashes(record: Record, k: int = SHINGLE_WORDS) -> Any:
-    """32-bit hashes of the record's word k-grams (uint64 numpy array), in text order.
-
-    Each word is hashed once with xxh32 and k-grams are combined in numpy (a polynomial over
-    the word hashes), ~5x faster than joining and hashing every k-gram string in Python.
-    """
-    import numpy as np
+def shingle_hashes(record: Record, k: int = SHINGLE_WORDS) -> list[int]:
+    """xxh32 of each word k-gram of the record (what MinHash and exact Jaccard work on)."""
     import xxhash
 
-    words = _WORD.findall(record_text(record).lower())
-    if len(words) <= k:
-        return np.array([xxhash.xxh32_intdigest(" ".join(words).encode())], dtype=np.uint64)
-    hw = np.fromiter(map(xxhash.xxh32_intdigest, map(str.encode, words)), dtype=np.uint64,
-                     count=len(words))
-    n = len(words) - k + 1
-    grams = hw[:n].copy()
-    for j in range(1, k):
-        grams = grams * _GRAM_MULT + hw[j:j + n]  # wraps mod 2**64, as intended
-    return (grams ^ (grams >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    h = xxhash.xxh32_intdigest
+    return [h(s) for s in shingles(record_text(record), k)]
 
 
 def jaccard(a: set[int], b: set[int]) -> float:
@@ -118,7 +104,7 @@ def signatures(records: Sequence[Record], *, num_perm: int = NUM_PERM,
 
     # MinHash.generator shares one set of permutations; the shingles are hashed already, so
     # `int` passes those hashes through unchanged.
-    gen = MinHash.generator((shingle_hashes(r).tolist() for r in records), num_perm=num_perm,
+    gen = MinHash.generator((shingle_hashes(r) for r in records), num_perm=num_perm,
                             hashfunc=int)
     if progress is not None:
         gen = progress(gen)
@@ -159,7 +145,7 @@ class _Shingles:
 
     def __getitem__(self, i: int) -> set[int]:
         if i not in self.cache:
-            self.cache[i] = set(shingle_hashes(self.records[i]).tolist())
+            self.cache[i] = set(shingle_hashes(self.records[i]))
         return self.cache[i]
 
 

@@ -6,13 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-QA = [
-    ("What is the capital of France?", "Paris."),
-    ("List three colours.", "red, green, blue"),
-    ("Translate to French: good morning.", "Bonjour."),
-    ("hi", "The sea is wide and blue and deep."),
-]
+from infer_qa import QA
 
 
 @pytest.fixture(scope="session")

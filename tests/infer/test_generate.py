@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import QA
+from infer_qa import QA
 
 from tuneloop.errors import UsageError
 from tuneloop.infer.generate import Generation, generate, stream_generate

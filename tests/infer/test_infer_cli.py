@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import click
-from conftest import QA
+from infer_qa import QA
 
 from tuneloop.cli import main
 

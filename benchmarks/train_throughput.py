@@ -1,0 +1,418 @@
+"""Training throughput: tuneloop's packed loop vs TRL's SFTTrainer at its defaults, in one run.
+
+Both sides fine-tune the same model (same initial weights) on the same pre-tokenized synthetic
+instruction rows (total lengths drawn log-normal, clipped to 20-1000 tokens, seeded), with the same
+examples per optimizer step (8), optimizer (fused AdamW), learning rate, schedule and number of
+steps. Each side runs in its own subprocess so peak memory (RSS on CPU,
+torch.cuda.max_memory_allocated on GPU) is its own. "Real tokens/s" = non-pad tokens processed per
+second of training, excluding the first --warmup step(s) of both sides.
+
+    python benchmarks/train_throughput.py                    # CPU, embedded model, full FT
+    python benchmarks/train_throughput.py --device cuda --shape llama-1b --steps 30
+    python benchmarks/train_throughput.py --sides tuneloop --variant attn=sdpa --variant gc=1
+
+A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1,
+bf16=0|1, max_tokens=N, compile=0|1, threads=N); each variant is one more tuneloop row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BATCH_SIZE = 8  # TRL's per_device_train_batch_size default: examples per optimizer step
+LR = 2e-5  # TRL's SFTConfig default learning rate
+MAX_GRAD_NORM = 1.0  # transformers' TrainingArguments default
+MIN_LEN, MAX_LEN = 20, 1000
+
+# Winners measured on the 2-core CPU (docs/benchmarks.md); on CUDA bf16 autocast, no checkpointing.
+CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": 0, "max_tokens": 0, "compile": 0, "threads": 0}
+CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": 1, "max_tokens": 0, "compile": 0, "threads": 0}
+
+WORDS = (  # split in make_rows
+    "the of and to in is you that it he was for on are as with his they at be this have from or "
+    "one had by word but not what all were we when your can said there use an each which she do "
+    "how their if will up other about out many then them these so some her would make like him "
+    "into time has look two more write go see number no way could people my than first water been "
+    "call who oil its now find long down day did get come made may part model data train answer "
+    "question explain summary python function error value list table report meeting customer"
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data: one seeded set of rendered rows shared by both sides
+
+
+def make_rows(tokenizer, n: int, seed: int) -> list[dict]:
+    """n chat rows rendered with the model's template; total token lengths log-normal in 20-1000."""
+    rng = random.Random(seed)
+    stream = tokenizer(" ".join(rng.choice(WORDS.split()) for _ in range(60_000)),
+                       add_special_tokens=False)["input_ids"]
+    empty = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
+    overhead = len(_render(tokenizer, empty)[0])
+    rows = []
+    for _ in range(n):
+        # Median ~180 tokens with a long tail, like instruction data (e.g. Alpaca/Dolly mixes).
+        target = int(min(MAX_LEN, max(MIN_LEN, rng.lognormvariate(math.log(180), 0.9))))
+        body = max(2, target - overhead)
+        n_prompt = max(1, int(body * rng.uniform(0.2, 0.6)))
+        n_answer = max(1, body - n_prompt)
+        start = rng.randrange(len(stream) - body - 1)
+        prompt = tokenizer.decode(stream[start:start + n_prompt]).strip()
+        answer = tokenizer.decode(stream[start + n_prompt:start + n_prompt + n_answer]).strip()
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        ids, labels = _render(tokenizer, messages)
+        # Re-tokenising decoded text can shift a length by a token or two; keep the cap exact.
+        rows.append({"input_ids": ids[:MAX_LEN], "labels": labels[:MAX_LEN]})
+    return rows
+
+
+def _render(tokenizer, messages):
+    """Token ids and assistant-only labels (prompt masked with -100, answer + end-of-turn trained)."""
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    return ids, [-100] * n_prompt + ids[n_prompt:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Model
+
+
+def load(args, device: str):
+    """(model, tokenizer): the real model ref, or a random-init shape (GPU scaling runs)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
+
+    from tuneloop.models import ensure_embedded_model, load_model, load_tokenizer
+
+    if args.shape is None:
+        model, tok = load_model(args.model, device=device, dtype=torch.float32, trainable=True)
+    else:
+        tok = load_tokenizer(args.model)
+        if args.shape == "smollm2-135m":
+            config = AutoConfig.from_pretrained(ensure_embedded_model(progress=False))
+        else:  # llama-1b: the Llama-3.2-1B shape
+            config = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
+                                 num_hidden_layers=16, num_attention_heads=32,
+                                 num_key_value_heads=8, max_position_embeddings=4096,
+                                 rope_theta=500000.0, tie_word_embeddings=True)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(device)
+        model.train()
+    if args.method == "lora":
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config())
+    return model, tok
+
+
+def lora_config():
+    """The LoRA both sides use with --method lora."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+
+
+def peak_memory_mib(device: str) -> float:
+    """Peak RSS of this process (CPU) or peak CUDA memory allocated, in MiB."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# ------------------------------------------------------------------------------------------------
+# The two sides (each runs in a child process)
+
+
+def run_trl(args, rows, device: str) -> dict:
+    """TRL SFTTrainer with SFTConfig defaults, except what is needed to run here and measure."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = load(args, device)
+    if args.method == "lora":
+        model = model.get_base_model()  # TRL wraps it itself from peft_config
+    stats: list[dict] = []
+
+    class Timer(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            stats[state.global_step - 1].update(t=time.perf_counter(), cpu=time.process_time())
+
+        def on_log(self, a, state, control, logs=None, **kw):
+            if logs and "loss" in logs and state.global_step:
+                stats[state.global_step - 1]["loss"] = logs["loss"]
+
+    with tempfile.TemporaryDirectory() as out:
+        config = SFTConfig(output_dir=out, max_steps=args.steps, logging_steps=1,
+                           report_to="none", save_strategy="no", max_length=1024,
+                           use_cpu=device == "cpu", seed=args.seed)
+        trainer = SFTTrainer(model=model, args=config, processing_class=tok,
+                             train_dataset=Dataset.from_list(rows),
+                             peft_config=lora_config() if args.method == "lora" else None,
+                             callbacks=[Timer()])
+        inner = trainer.data_collator
+
+        def counting_collator(examples):
+            # Count what the model really processes: real (attention_mask) vs padded positions.
+            batch = inner(examples)
+            mask = batch.get("attention_mask")
+            n_pos = batch["input_ids"].numel()
+            stats.append({"real": int(mask.sum()) if mask is not None else n_pos, "total": n_pos})
+            return batch
+
+        trainer.data_collator = counting_collator
+        trainer.train()
+    extra = {"bf16": config.bf16, "gradient_checkpointing": config.gradient_checkpointing,
+             "optim": str(config.optim), "padding_free": config.padding_free,
+             "packing": config.packing}
+    return summarize("trl", stats[: args.steps], args, device, extra)
+
+
+def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
+    """tuneloop's loop: plan_batches → collate_packed → packed_loss → fused AdamW (mirrors trainer)."""
+    import torch
+    from rich.progress import Progress
+
+    from tuneloop.train.collate import (
+        collate_packed,
+        enable_packed_attention,
+        packed_loss,
+        plan_batches,
+    )
+
+    if variant["threads"]:
+        torch.set_num_threads(int(variant["threads"]))
+    model, _tok = load(args, device)
+    model.train()
+    # "auto": flash-attention 2 on CUDA when installed, else tuneloop's per-document varlen.
+    attn = enable_packed_attention(
+        model, None if variant["attn"] == "auto" else _attn_name(variant["attn"])
+    )
+    if variant["gc"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if args.method == "lora":
+            model.enable_input_require_grads()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, fused=True)
+    # transformers' default schedule: linear decay to 0 over max_steps, no warmup.
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / args.steps))
+    forward = torch.compile(packed_loss, dynamic=True) if variant["compile"] else packed_loss
+
+    class Ex:
+        __slots__ = ("input_ids", "labels")
+
+        def __init__(self, row):
+            self.input_ids, self.labels = row["input_ids"], row["labels"]
+
+    examples = [Ex(r) for r in rows]
+    lengths = [len(r["input_ids"]) for r in rows]
+    steps = plan_batches(lengths, batch_size=BATCH_SIZE, seed=args.seed, epoch=0)[: args.steps]
+    cap = int(variant["max_tokens"]) or None
+    stats: list[dict] = []
+    with Progress(disable=args.quiet) as bar:
+        task = bar.add_task(f"tuneloop {variant_label(variant)}", total=len(steps))
+        for idxs in steps:
+            # One optimizer step = BATCH_SIZE examples; with max_tokens they are split into packed
+            # micro-batches whose gradients accumulate (loss normalised by the step's targets).
+            micro = plan_batches([lengths[i] for i in idxs], batch_size=BATCH_SIZE, seed=0,
+                                 epoch=0, shuffle=False, max_tokens=cap)
+            batches = [collate_packed([examples[idxs[j]] for j in m]) for m in micro]
+            n_step = sum(b["n_trained_tokens"] for b in batches)
+            total = 0.0
+            for b in batches:
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=bool(variant["bf16"])):
+                    loss_sum, _n = forward(model, b)
+                (loss_sum / max(n_step, 1)).backward()
+                total += loss_sum.item()
+            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            real = sum(b["n_real_tokens"] for b in batches)
+            n_pos = sum(b["input_ids"].numel() for b in batches)
+            stats.append({"real": real, "total": n_pos, "t": time.perf_counter(),
+                          "cpu": time.process_time(), "loss": total / max(n_step, 1)})
+            bar.advance(task)
+    extra = {**variant, "attention": attn}
+    return summarize("tuneloop " + variant_label(variant), stats, args, device, extra)
+
+
+def _attn_name(short: str) -> str:
+    return {"varlen": "tuneloop_varlen", "sdpa": "sdpa"}.get(short, short)
+
+
+def summarize(name: str, stats: list[dict], args, device: str, extra: dict) -> dict:
+    """Real tokens/s over the steps after the warm-up, plus peak memory and real-token share."""
+    w = min(args.warmup, len(stats) - 1)
+    timed = stats[w:]
+    seconds = stats[-1]["t"] - stats[w - 1]["t"] if w > 0 else float("nan")
+    # Process CPU seconds (all threads): a proxy that other jobs on a shared CPU disturb less.
+    cpu_seconds = stats[-1]["cpu"] - stats[w - 1]["cpu"] if w > 0 else float("nan")
+    real = sum(s["real"] for s in timed)
+    total = sum(s["total"] for s in timed)
+    return {"name": name, "real_tokens_per_s": real / seconds, "seconds": seconds,
+            "real_tokens_per_cpu_s": real / cpu_seconds, "cpu_seconds": cpu_seconds,
+            "timed_steps": len(timed), "real_tokens": real, "real_share": real / total,
+            "peak_mib": peak_memory_mib(device),
+            "losses": [round(s.get("loss", float("nan")), 4) for s in stats], **extra}
+
+
+def variant_label(v: dict) -> str:
+    """Short, stable description of a tuneloop variant."""
+    parts = [f"attn={v['attn']}", f"gc={v['gc']}", f"bf16={v['bf16']}"]
+    parts += [f"{k}={v[k]}" for k in ("max_tokens", "compile", "threads") if v[k]]
+    return ",".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver
+
+
+def parse_variant(text: str, device: str) -> dict:
+    """'attn=sdpa,gc=1' → the device defaults with those keys overridden."""
+    v = dict(CUDA_DEFAULTS if device == "cuda" else CPU_DEFAULTS)
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in v:
+            raise SystemExit(f"--variant: unknown key {key!r}; use one of {sorted(v)}")
+        v[key] = value if key == "attn" else int(value)
+    return v
+
+
+def child(args) -> None:
+    """Run one side, write its result JSON."""
+    rows = json.loads(Path(args.child_data).read_text())
+    device = args.device
+    if args.child == "trl":
+        result = run_trl(args, rows, device)
+    else:
+        result = run_tuneloop(args, rows, device, json.loads(args.child_variant))
+    Path(args.child_out).write_text(json.dumps(result))
+
+
+def main() -> None:
+    """Build the data once, run each side in a fresh process, print the table and the ratio."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="model ref (tokenizer too)")
+    p.add_argument("--steps", type=int, default=7, help="optimizer steps per side")
+    p.add_argument("--warmup", type=int, default=1, help="leading steps excluded from timing")
+    p.add_argument("--method", choices=["full", "lora"], default="full")
+    p.add_argument("--shape", choices=["smollm2-135m", "llama-1b"], default=None,
+                   help="random init from this config instead of --model weights (GPU scaling)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sides", default="trl,tuneloop", help="comma list: trl, tuneloop")
+    p.add_argument("--variant", action="append", default=None,
+                   help="tuneloop settings, e.g. attn=sdpa,gc=1 (repeatable)")
+    p.add_argument("--json", type=Path, default=None, help="also write all results here")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child-data", help=argparse.SUPPRESS)
+    p.add_argument("--child-out", help=argparse.SUPPRESS)
+    p.add_argument("--child-variant", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device is visible to torch")
+
+    from tuneloop.models import load_tokenizer
+
+    tok = load_tokenizer(args.model)
+    rows = make_rows(tok, args.steps * BATCH_SIZE, args.seed)
+    lengths = sorted(len(r["input_ids"]) for r in rows)
+    print(f"data: {len(rows)} rows, lengths min {lengths[0]} median {lengths[len(rows) // 2]} "
+          f"mean {sum(lengths) / len(rows):.0f} max {lengths[-1]}; {args.steps} steps x "
+          f"{BATCH_SIZE} examples, first {args.warmup} step(s) untimed; device {args.device}, "
+          f"method {args.method}, torch threads {os.cpu_count()} cpus", flush=True)
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    jobs: list[tuple[str, dict | None]] = []
+    if "trl" in sides:
+        jobs.append(("trl", None))
+    if "tuneloop" in sides:
+        for text in args.variant or [""]:
+            jobs.append(("tuneloop", parse_variant(text, args.device)))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "rows.json"
+        data.write_text(json.dumps(rows))
+        for k, (side, variant) in enumerate(jobs):
+            out = Path(tmp) / f"result-{k}.json"
+            cmd = [sys.executable, __file__, "--child", side, "--child-data", str(data),
+                   "--child-out", str(out), "--child-variant", json.dumps(variant),
+                   "--device", args.device, "--model", args.model, "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--method", args.method,
+                   "--seed", str(args.seed)] + (["--shape", args.shape] if args.shape else [])
+            cmd += ["--quiet"] if args.quiet else []
+            done = subprocess.run(cmd, check=False)
+            if done.returncode != 0 or not out.exists():
+                # Keep what finished: one failed (or interrupted) row must not lose the others.
+                print(f"  {side} {variant or ''} failed (exit {done.returncode}); see above",
+                      flush=True)
+                continue
+            results.append(json.loads(out.read_text()))
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
+            r = results[-1]
+            print(f"  {r['name']}: {r['real_tokens_per_s']:.1f} real tok/s "
+                  f"({r['real_tokens_per_cpu_s']:.1f}/CPU-s), "
+                  f"peak {r['peak_mib']:.0f} MiB, losses {r['losses']}", flush=True)
+    if not results:
+        raise SystemExit("no run finished")
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    """The comparison table and the final ratio line (tuneloop's fastest row vs TRL)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    ref = next((r for r in results if r["name"] == "trl"), None)
+    table = Table(title="training throughput (real tokens/s, after warm-up)")
+    cols = ("run", "real tok/s", "vs TRL", "tok/CPU-s", "vs TRL (CPU)", "real-token share",
+            "peak MiB", "timed s")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    for r in results:
+        ratio = r["real_tokens_per_s"] / ref["real_tokens_per_s"] if ref else float("nan")
+        cratio = (r["real_tokens_per_cpu_s"] / ref["real_tokens_per_cpu_s"]) if ref else math.nan
+        table.add_row(r["name"], f"{r['real_tokens_per_s']:.1f}", f"{ratio:.2f}x",
+                      f"{r['real_tokens_per_cpu_s']:.1f}", f"{cratio:.2f}x",
+                      f"{100 * r['real_share']:.1f}%", f"{r['peak_mib']:.0f}", f"{r['seconds']:.1f}")
+    Console().print(table)
+    ours = max((r for r in results if r["name"] != "trl"), default=None,
+               key=lambda r: r["real_tokens_per_s"])
+    if ref and ours:
+        print(f"RATIO tuneloop ({ours['name'].removeprefix('tuneloop ')})/TRL real tokens/s = "
+              f"{ours['real_tokens_per_s'] / ref['real_tokens_per_s']:.2f}x "
+              f"({ours['real_tokens_per_s']:.1f} vs {ref['real_tokens_per_s']:.1f}); "
+              f"real-token share {100 * ours['real_share']:.1f}% vs {100 * ref['real_share']:.1f}%; "
+              f"per CPU-second {ours['real_tokens_per_cpu_s'] / ref['real_tokens_per_cpu_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

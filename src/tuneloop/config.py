@@ -99,6 +99,7 @@ class EvalConfig(_Strict):
 
     interval: int | None = Field(None, gt=0, description="Eval every N steps (and at the end).")
     batch_size: int = Field(8, gt=0, description="Examples per eval micro-batch.")
+    at_start: bool = Field(True, description="Also evaluate before the first step (the baseline).")
     suites: list[str] = Field(
         default_factory=list, description="Suite YAML files run at every save (suite-gated)."
     )

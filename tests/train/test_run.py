@@ -90,8 +90,8 @@ def test_full_run_metrics_and_plain_transformers_load(make_config, tmp_path):
         assert r["grad_norm"] > 0 and r["lr"] >= 0 and r["tokens_per_s"] > 0
         assert r["real_token_share"] == 1.0  # packed: no padding
     evals = [r for r in rows if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [4, 8]
-    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert [r["step"] for r in evals] == [0, 4, 8]  # step 0 = the base model (baseline)
+    assert evals[-1]["eval_loss"] < evals[1]["eval_loss"] < evals[0]["eval_loss"]
     assert evals[-1]["perplexity"] == pytest.approx(2.718281828 ** evals[-1]["eval_loss"])
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["steps"] == 8

@@ -492,6 +492,9 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
 
     last_eval_step = -1
     plan = epoch_plan(epoch)
+    if config.eval.at_start and not resume:
+        do_eval()  # step 0: the base model's loss, the number training should beat
+        best["eval_loss"], bad_evals = None, 0  # the baseline is not a checkpoint to keep
     try:
         with _progress(show, "train", total_steps) as prog:
             task = prog.add_task("train", total=total_steps, completed=step, info="") if prog else None

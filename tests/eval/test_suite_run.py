@@ -56,6 +56,22 @@ def test_run_suite_on_model_scores(loaded):
     assert all(c.n_words == len(c.output.split()) for c in result.cases)
 
 
+def test_suite_gated_call_restores_train_mode(loaded):
+    """Mid-training (suite-gated saves) every forward runs in eval mode (no dropout), and the
+    model is handed back in train mode."""
+    model, tokenizer, renderer = loaded
+    modes: list[bool] = []
+    hook = model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    model.train()
+    try:
+        run_suite_on_model(model, tokenizer, renderer, suite_from_dict(SUITE))
+        assert model.training
+    finally:
+        hook.remove()
+        model.eval()
+    assert modes and not any(modes)
+
+
 def test_judge_callable_grades_the_judge_check(loaded):
     """With a judge, the judge check is graded (and no longer counted as needing one)."""
     seen = []

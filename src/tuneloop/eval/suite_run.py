@@ -192,7 +192,14 @@ def run_suite_on_model(
     prompts = [suite.messages_for(c, system_prompt=system_prompt, few_shot=turns)
                for c in suite.cases]
     budgets = [c.max_new_tokens or suite.max_new_tokens for c in suite.cases]
-    gens = generate_outputs(model, tokenizer, renderer, prompts, budgets, batch_size=batch_size)
+    # Called mid-training too (suite-gated saves): dropout off while generating, then restored.
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        gens = generate_outputs(model, tokenizer, renderer, prompts, budgets,
+                                batch_size=batch_size)
+    finally:
+        model.train(was_training)
     judge_spec = judge if judge is not None else suite.judge
     judge_fn = make_judge(judge_spec) if suite.needs_judge else None
     cases = []

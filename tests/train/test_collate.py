@@ -47,11 +47,15 @@ def _examples(tokenizer, lengths=(7, 1, 23, 12, 40), seed=0) -> list[Ex]:
 def _padded_loss(model, examples, pad_id):
     """Reference: the plain padded batch with attention_mask and full logits, summed CE."""
     batch = collate_padded(examples, pad_id)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   use_cache=False).logits
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).logits
     loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch["labels"][:, 1:].reshape(-1),
-        ignore_index=IGNORE_INDEX, reduction="sum")
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
     return loss, batch["n_trained_tokens"]
 
 
@@ -84,6 +88,24 @@ def test_packed_loss_and_grads_equal_unpacked(tiny_tokenizer, attention):
         assert torch.allclose(g, ref_grads[name], atol=1e-6, rtol=1e-4), name
 
 
+def test_lora_model_packs_the_same(tiny_tokenizer):
+    """A PEFT LoRA model takes the same packed path: same loss as its padded batch (1e-5)."""
+    from peft import LoraConfig, get_peft_model
+
+    base = make_tiny_model(tiny_tokenizer, seed=4).float()
+    model = get_peft_model(
+        base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
+    examples = _examples(tiny_tokenizer, lengths=(9, 30, 4), seed=5)
+    ref_sum, ref_n = _padded_loss(model, examples, tiny_tokenizer.pad_token_id)
+    assert enable_packed_attention(model) == "tuneloop_varlen"
+    loss_sum, n = packed_loss(model, collate_packed(examples))
+    assert n == ref_n
+    assert abs((loss_sum / n).item() - (ref_sum / ref_n).item()) < 1e-5
+    (loss_sum / n).backward()
+    assert all(p.grad is not None for name, p in model.named_parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_documents_do_not_attend_to_each_other(tiny_tokenizer, attention):
     """Changing document A's tokens leaves document B's logits unchanged (and A's do change)."""
@@ -97,9 +119,14 @@ def test_documents_do_not_attend_to_each_other(tiny_tokenizer, attention):
         kw = {k: batch[k] for k in ("input_ids", "position_ids")}
         cu = batch["cu_seqlens"]
         with torch.no_grad():
-            return model(**kw, use_cache=False, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
-                         max_length_q=batch["max_seqlen"],
-                         max_length_k=batch["max_seqlen"]).logits[0]
+            return model(
+                **kw,
+                use_cache=False,
+                cu_seq_lens_q=cu,
+                cu_seq_lens_k=cu,
+                max_length_q=batch["max_seqlen"],
+                max_length_k=batch["max_seqlen"],
+            ).logits[0]
 
     before, after = logits([a, b]), logits([a2, b])
     assert torch.allclose(before[15:], after[15:], atol=1e-6)
@@ -116,10 +143,12 @@ def test_with_default_kv_cache_documents_leak(tiny_tokenizer):
     alone = collate_packed([b])
     both = collate_packed([a, b])
     with torch.no_grad():
-        ref = model(input_ids=alone["input_ids"], position_ids=alone["position_ids"],
-                    use_cache=False).logits[0]
-        leaky = model(input_ids=both["input_ids"], position_ids=both["position_ids"],
-                      use_cache=True).logits[0, 15:]
+        ref = model(
+            input_ids=alone["input_ids"], position_ids=alone["position_ids"], use_cache=False
+        ).logits[0]
+        leaky = model(
+            input_ids=both["input_ids"], position_ids=both["position_ids"], use_cache=True
+        ).logits[0, 15:]
     assert not torch.allclose(ref, leaky, atol=1e-3)
 
 
@@ -166,11 +195,17 @@ def test_bad_batches_are_refused_with_a_fix():
     max_tokens=st.one_of(st.none(), st.integers(1, 600)),
     shuffle=st.booleans(),
 )
-def test_plan_batches_is_deterministic_and_covers_every_index(lengths, batch_size, seed, epoch,
-                                                              max_tokens, shuffle):
+def test_plan_batches_is_deterministic_and_covers_every_index(
+    lengths, batch_size, seed, epoch, max_tokens, shuffle
+):
     """Same (seed, epoch) → same plan; every index exactly once; size and token caps hold (R1)."""
-    kw = {"batch_size": batch_size, "seed": seed, "epoch": epoch, "max_tokens": max_tokens,
-              "shuffle": shuffle}
+    kw = {
+        "batch_size": batch_size,
+        "seed": seed,
+        "epoch": epoch,
+        "max_tokens": max_tokens,
+        "shuffle": shuffle,
+    }
     plan = plan_batches(lengths, **kw)
     assert plan == plan_batches(list(lengths), **kw)
     flat = [i for b in plan for i in b]

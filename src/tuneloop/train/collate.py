@@ -82,14 +82,18 @@ def plan_batches(
 def _checked(examples: Sequence[_Example]) -> list[tuple[list[int], list[int]]]:
     """Pull (input_ids, labels) lists out of the examples, refusing empty or mismatched ones."""
     if not examples:
-        raise DataError("cannot collate an empty batch", fix="plan_batches never yields one; "
-                        "check the caller's batch indices")
+        raise DataError(
+            "cannot collate an empty batch",
+            fix="plan_batches never yields one; check the caller's batch indices",
+        )
     out = []
     for k, ex in enumerate(examples):
         ids, labels = list(ex.input_ids), list(ex.labels)
         if not ids:
-            raise DataError(f"example {k} of the batch has no tokens",
-                            fix="drop empty rows before rendering (tuneloop data check)")
+            raise DataError(
+                f"example {k} of the batch has no tokens",
+                fix="drop empty rows before rendering (tuneloop data check)",
+            )
         if len(ids) != len(labels):
             raise DataError(
                 f"example {k} of the batch has {len(ids)} input_ids but {len(labels)} labels",
@@ -202,8 +206,9 @@ def _model_device(model: Any):
     return next(model.parameters()).device
 
 
-def _varlen_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
-                      is_causal=None, **kwargs):
+def _varlen_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
+):
     """Causal attention per packed document from cu_seqlens; (B, H, T, D) in, (B, T, H, D) out."""
     import torch
     import torch.nn.functional as F
@@ -214,8 +219,17 @@ def _varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sc
         # Not a packed batch (generation, padded eval): behave exactly like transformers' sdpa.
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
+        )
     dropout = dropout if module.training else 0.0
     if query.is_cuda and dropout == 0.0:
         try:
@@ -225,17 +239,33 @@ def _varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sc
         if varlen_attn is not None and query.dtype in (torch.float16, torch.bfloat16):
             cu32 = cu.to(device=query.device, dtype=torch.int32)
             max_len = int(kwargs.get("max_length_q") or 0)
-            out = varlen_attn(query[0].transpose(0, 1), key[0].transpose(0, 1),
-                              value[0].transpose(0, 1), cu32, cu32, max_len, max_len,
-                              scale=scaling, window_size=(-1, 0), enable_gqa=groups > 1)
+            out = varlen_attn(
+                query[0].transpose(0, 1),
+                key[0].transpose(0, 1),
+                value[0].transpose(0, 1),
+                cu32,
+                cu32,
+                max_len,
+                max_len,
+                scale=scaling,
+                window_size=(-1, 0),
+                enable_gqa=groups > 1,
+            )
             return out.unsqueeze(0), None
     bounds = cu.tolist()
     pieces = []
     for start, end in itertools.pairwise(bounds):
-        pieces.append(F.scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-            dropout_p=dropout, is_causal=end - start > 1, scale=scaling, enable_gqa=groups > 1,
-        ))
+        pieces.append(
+            F.scaled_dot_product_attention(
+                query[:, :, start:end],
+                key[:, :, start:end],
+                value[:, :, start:end],
+                dropout_p=dropout,
+                is_causal=end - start > 1,
+                scale=scaling,
+                enable_gqa=groups > 1,
+            )
+        )
     out = torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0]
     return out.transpose(1, 2).contiguous(), None
 
@@ -270,6 +300,8 @@ def enable_packed_attention(model: Any, implementation: str | None = None) -> st
     try:
         base.set_attn_implementation(implementation)
     except (ValueError, ImportError) as exc:
-        raise ModelError(f"cannot use attention {implementation!r}: {exc}",
-                         fix="pass implementation='sdpa' (always available)") from exc
+        raise ModelError(
+            f"cannot use attention {implementation!r}: {exc}",
+            fix="pass implementation='sdpa' (always available)",
+        ) from exc
     return implementation

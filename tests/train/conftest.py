@@ -27,6 +27,18 @@ def write_chat_rows(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP threads fighting for cores made
+    the tiny model ~4x slower; it also keeps subprocess and in-process numerics identical."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def chat_data(tmp_path_factory) -> Path:
     """48 chat rows."""

@@ -25,7 +25,7 @@ SECTIONS = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
 
 
 def _run_cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, **env_extra}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     return subprocess.run([sys.executable, "-m", "tuneloop", *args], check=False, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -92,13 +92,20 @@ def test_kill_during_save_resumes_from_last_complete(make_config, tmp_path):
     assert (run / "model" / "adapter_model.safetensors").exists()
 
 
-def test_resume_refuses_changed_data_unless_forced(make_config, tmp_path, chat_data):
-    """R6: a changed data file refuses to resume (fingerprint), --force-resume continues."""
+def test_resume_refuses_changed_data_or_config_unless_forced(make_config, tmp_path, chat_data):
+    """R6: a changed learning rate or data file refuses to resume (fingerprints); a changed
+    save interval (no effect on the trajectory) does not; --force-resume continues."""
     data = tmp_path / "data.jsonl"
     data.write_text(chat_data.read_text())
     cfg_path = make_config(data={"train": [str(data)], "eval_fraction": 0.0, "max_length": 96},
                            training={"max_steps": 2, "batch_size": 8}, save={"interval": 1})
     run = train(load_config(cfg_path), output_dir=tmp_path / "run", progress=False).run_dir
+    with pytest.raises(CheckpointError, match="config changed"):
+        train(load_config(cfg_path, ["training.learning_rate=0.5"]), resume=True, output_dir=run,
+              progress=False)
+    res = train(load_config(cfg_path, ["save.interval=5"]), resume=True, output_dir=run,
+                progress=False)
+    assert res.resumed_from == 2 and res.steps == 2
     lines = data.read_text().splitlines()
     data.write_text("\n".join(lines[:-3]) + "\n")  # drop three rows
     longer = ["training.max_steps=3"]
@@ -107,16 +114,3 @@ def test_resume_refuses_changed_data_unless_forced(make_config, tmp_path, chat_d
     again = train(load_config(cfg_path, longer), resume=True, force_resume=True, output_dir=run,
                   progress=False)
     assert again.resumed_from == 2 and again.steps == 3
-
-
-def test_resume_refuses_changed_config(make_config, tmp_path):
-    """R6: a changed learning rate refuses; a changed save interval (no effect on the run) does not."""
-    cfg_path = make_config(training={"max_steps": 2, "batch_size": 8}, save={"interval": 1},
-                           data={"eval_fraction": 0.0})
-    run = train(load_config(cfg_path), output_dir=tmp_path / "run", progress=False).run_dir
-    with pytest.raises(CheckpointError, match="config changed"):
-        train(load_config(cfg_path, ["training.learning_rate=0.5"]), resume=True, output_dir=run,
-              progress=False)
-    res = train(load_config(cfg_path, ["save.interval=5"]), resume=True, output_dir=run,
-                progress=False)
-    assert res.resumed_from == 2 and res.steps == 2

@@ -66,7 +66,7 @@ def _to_device(batch: dict, device: Any) -> dict:
 
 
 def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accelerator: Any = None,
-                  progress: bool = False) -> EvalLoss:
+                  progress: Any = False) -> EvalLoss:
     """Mean token loss and perplexity of `model` on rendered examples (sharded across processes)."""
     import torch
 
@@ -84,10 +84,13 @@ def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accel
     total = torch.zeros(2, dtype=torch.float64, device=device)
     chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     mine = chunks[rank::world]
-    bar = _progress(progress and rank == 0, "eval", len(mine))
+    # progress: False, True (own bar), or a live rich Progress to add an eval task to
+    shared = progress if not isinstance(progress, bool) else None
+    bar = nullcontext(shared) if shared is not None else _progress(
+        bool(progress) and rank == 0, "eval", len(mine))
     autocast = accelerator.autocast() if accelerator is not None else nullcontext()
     with torch.no_grad(), autocast, bar as prog:
-        task = prog.add_task("eval", total=len(mine)) if prog else None
+        task = prog.add_task("eval", total=len(mine), info="") if prog else None
         for chunk in mine:
             batch = _to_device(collate_packed(chunk), device)
             loss_sum, n = packed_loss(model, batch)
@@ -95,6 +98,8 @@ def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accel
             total[1] += float(n)
             if prog:
                 prog.advance(task)
+        if shared is not None and task is not None:
+            shared.remove_task(task)
     if accelerator is not None and world > 1:
         total = accelerator.reduce(total, reduction="sum")
     model.train(was_training)
@@ -357,6 +362,13 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     data = prepare_data(config.data, renderer)
     data_id = data.fingerprint["id"]
     config_fp = config_fingerprint(config, world_size=world)
+    if hasattr(model, "merge_and_unload"):  # the model ref is a LoRA run directory
+        if config.method == "lora":
+            raise ConfigError(
+                f"model {config.model!r} is a LoRA run; a new adapter on top of an adapter is "
+                "not supported", fix="train a LoRA from its base model, or use method: full "
+                "(the adapter is merged into the weights first)")
+        model = model.merge_and_unload()
     if config.method == "lora":
         set_seed(t.seed)  # the adapter init must not depend on what loading consumed
         model = _apply_lora(model, config)
@@ -451,7 +463,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         last_eval_step = step
         check_finite()
         res = evaluate_loss(model, data.eval, batch_size=config.eval.batch_size,
-                            accelerator=accelerator, progress=False)
+                            accelerator=accelerator, progress=live[0] if show else False)
         metrics.log("eval", step, eval_loss=res.loss, perplexity=res.perplexity,
                     eval_tokens=res.n_tokens)
         if best["eval_loss"] is None or res.loss < best["eval_loss"]:
@@ -491,13 +503,16 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         metrics.log("checkpoint", step, path=name, metric=metric)
 
     last_eval_step = -1
+    live: list[Any] = [False]  # the train progress bar once it is live (eval adds a task to it)
     plan = epoch_plan(epoch)
     if config.eval.at_start and not resume:
         do_eval()  # step 0: the base model's loss, the number training should beat
         best["eval_loss"], bad_evals = None, 0  # the baseline is not a checkpoint to keep
+        win_t0 = time.time()
     try:
         with _progress(show, "train", total_steps) as prog:
             task = prog.add_task("train", total=total_steps, completed=step, info="") if prog else None
+            live[0] = prog or False
             while step < total_steps and not stopped_early:
                 group = plan[pos:pos + micro_per_step]
                 pos += len(group)

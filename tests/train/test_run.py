@@ -165,3 +165,57 @@ def test_early_stopping_on_eval_loss(make_config, tmp_path):
     res = train(load_config(cfg), output_dir=tmp_path / "run", progress=False)
     assert res.stopped_early and res.steps == 3
     assert json.loads((res.run_dir / "run.json").read_text())["status"] == "stopped_early"
+
+
+def test_suite_gated_saves_and_continued_pretraining(make_config, tmp_path):
+    """Suites run at every save (kind "suite" rows) and can pick the best checkpoint; text records
+    train every token (continued pretraining) and the model is saved with format "text"."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: tiny\nmax_new_tokens: 4\ncases:\n"
+                     "  - id: a\n    prompt: Describe the sea\n    checks:\n      - max-words: 50\n"
+                     "  - id: b\n    prompt: List colours\n    checks:\n      - icontains: zzz\n")
+    text = tmp_path / "text.jsonl"
+    rows = [f'{{"text": "The office opens at nine on day {i} and the sea is wide and blue."}}'
+            for i in range(12)]
+    text.write_text("\n".join(rows) + "\n")
+    cfg = make_config(data={"train": [str(text)], "format": "text", "eval_fraction": 0.0,
+                            "max_length": 16},
+                      training={"max_steps": 4, "batch_size": 4},
+                      eval={"suites": [str(suite)], "best_metric": "suite"},
+                      save={"interval": 2, "keep_last": 1})
+    res = train(load_config(cfg), output_dir=tmp_path / "run", progress=False)
+    suites = [r for r in read_metrics(res.run_dir) if r["kind"] == "suite"]
+    assert [r["step"] for r in suites] == [2, 4]
+    assert all(r["pass_rate"] == 0.5 for r in suites)  # a passes (<= 50 words), b never does
+    info = json.loads((res.run_dir / "run.json").read_text())
+    assert info["best_checkpoint"] == "step-000002"  # ties keep the first
+    assert sorted(p.name for p in (res.run_dir / "checkpoints").iterdir()) == [
+        "step-000002", "step-000004"]  # keep_last 1 + the best
+    meta = json.loads((res.run_dir / "model" / "tuneloop_model.json").read_text())
+    assert meta["format"] == "text"
+    fp = json.loads((res.run_dir / "data" / "fingerprint.json").read_text())
+    assert fp["train_examples"] > 12  # 16-token chunks: every long text split, none dropped
+
+
+def test_tracker_names_are_checked(make_config, tmp_path):
+    """report_to names an unknown or uninstalled tracker → ConfigError with the fix."""
+    from tuneloop.errors import ConfigError
+
+    cfg = make_config(logging={"report_to": ["tensorbored"]})
+    with pytest.raises(ConfigError, match="unknown tracker 'tensorbored'"):
+        train(load_config(cfg), output_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU defaults")
+def test_cpu_defaults_fp32_and_no_checkpointing(make_config):
+    """precision auto → fp32 on CPU; gradient checkpointing auto → off on CPU."""
+    from tuneloop.errors import ConfigError
+    from tuneloop.train.trainer import _precision, _want_checkpointing
+
+    assert _precision("auto") == "no" and _precision("fp32") == "no"
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        _precision("bf16")
+    cfg = load_config(make_config())
+    assert _want_checkpointing("auto", None, cfg) is False
+    assert _want_checkpointing("on", None, cfg) is True

@@ -343,8 +343,8 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     # MULTI_CPU (gloo) instead of silently running N independent single-process trainings.
     cpu = not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
+    trackers = rundir.check_trackers(config.logging.report_to)  # before anything is written
     run_dir = _resolve_run_dir(config, Path(output_dir) if output_dir else None, resume, state)
-    trackers = rundir.check_trackers(config.logging.report_to)
     accelerator = Accelerator(mixed_precision=_precision(t.precision), log_with=trackers or None,
                               project_dir=str(run_dir), cpu=cpu)
     main = accelerator.is_main_process

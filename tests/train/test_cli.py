@@ -34,6 +34,20 @@ def test_resume_needs_a_run_dir_and_runs_are_never_overwritten(make_config, tmp_
     assert "no complete checkpoint" in capsys.readouterr().err
 
 
+def test_default_run_dir_is_under_the_workspace(make_config, capsys):
+    """Without --output-dir the run goes to $TUNELOOP_HOME/runs/<name>-<time>/."""
+    import os
+    from pathlib import Path
+
+    cfg = make_config(name="c.yaml", training={"max_steps": 1, "batch_size": 8},
+                      data={"eval_fraction": 0.0}, save={"interval": 5})
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("run: "))
+    run = Path(line[5:])
+    assert run.parent == Path(os.environ["TUNELOOP_HOME"]).resolve() / "runs"
+    assert run.name.startswith("t-") and (run / "model" / "tuneloop_model.json").exists()
+
+
 def test_help_is_the_docstring(capsys):
     """The command's docstring is its help."""
     with pytest.raises(SystemExit):

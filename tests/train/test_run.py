@@ -64,6 +64,11 @@ def test_lora_run_dir_and_plain_peft_load(make_config, tmp_path, tiny_model_dir)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     assert not torch.allclose(_logits(base, ids), _logits(plain, ids), atol=1e-4)  # it learned
     torch.testing.assert_close(_logits(plain, ids), _logits(ref, ids), atol=1e-5, rtol=0)
+    # the run directory itself is a model reference for every tuneloop command
+    from tuneloop.models import load_model
+
+    via_ref, _ = load_model(str(run))
+    torch.testing.assert_close(_logits(via_ref, ids), _logits(ref, ids), atol=1e-5, rtol=0)
 
 
 def test_full_run_metrics_and_plain_transformers_load(make_config, tmp_path):

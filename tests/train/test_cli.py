@@ -32,6 +32,12 @@ def test_resume_needs_a_run_dir_and_runs_are_never_overwritten(make_config, tmp_
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", str(cfg), "--output-dir", str(run), "--resume"]) == 1
     assert "no complete checkpoint" in capsys.readouterr().err
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert main(["train", str(cfg), "--output-dir", str(other)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
 def test_default_run_dir_is_under_the_workspace(make_config, capsys):

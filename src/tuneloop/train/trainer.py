@@ -207,6 +207,9 @@ def _resolve_run_dir(config: TrainConfig, output_dir: Path | None, resume: bool,
             if not resume and (run_dir / rundir.RUN_FILE).exists():
                 path[0] = UsageError(
                     f"{run_dir} already holds a run", fix="pass --resume, or another --output-dir")
+            elif not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+                path[0] = UsageError(f"{run_dir} is not empty; a run never writes over other files",
+                                     fix="pass a new or empty --output-dir")
             else:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 path[0] = str(run_dir)

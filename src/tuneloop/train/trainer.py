@@ -242,7 +242,7 @@ def _save(accelerator: Any, root: Path, step: int, model: Any, optimizer: Any, s
     outcome: list[Any] = [None]
     if accelerator.is_main_process:
         try:
-            weights = _trainable(accelerator.unwrap_model(model))
+            weights = _trainable(accelerator.unwrap_model(model, keep_torch_compile=False))
             path = ckpt.save_checkpoint(
                 root, step, weights=weights, optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), rng={"ranks": rngs}, state=state)
@@ -285,7 +285,7 @@ def _load_resume(run_dir: Path, accelerator: Any, model: Any, optimizer: Any, sc
                     f"(fingerprint {str(old)[:12]} → {new[:12]}); resuming would not continue "
                     "the same run", where=str(latest),
                     fix="restore the original data/config, or pass --force-resume")
-    params = _trainable(accelerator.unwrap_model(model))
+    params = _trainable(accelerator.unwrap_model(model, keep_torch_compile=False))
     if set(params) != set(loaded.weights):
         raise CheckpointError("checkpoint weights do not match the model's trainable parameters",
                               where=str(latest), fix="resume with the same model and method")
@@ -485,7 +485,9 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         res = last_eval if last_eval_step == step else do_eval()
         metric = res.loss if res is not None else None
         if config.eval.suites:
-            scores = _run_suites(config, accelerator.unwrap_model(model), tokenizer, renderer)
+            scores = _run_suites(
+                config, accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer,
+                renderer)
             for path, rate in scores.items():
                 metrics.log("suite", step, suite=path, pass_rate=rate)
             if config.eval.best_metric == "suite":
@@ -604,12 +606,14 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         check_finite()
         if data.eval and last_eval_step != step:
             do_eval()
-    except TuneloopError as exc:
-        run_info.update({"status": "failed", "steps": step, "error": exc.what})
+    except (TuneloopError, KeyboardInterrupt) as exc:
+        failed = isinstance(exc, TuneloopError)
+        run_info.update({"status": "failed" if failed else "interrupted", "steps": step,
+                         "error": exc.what if failed else "interrupted (Ctrl-C)"})
         if main:
             rundir.write_json(run_dir / rundir.RUN_FILE, run_info)
         raise
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     model_dir = None
     if main:
         data_format = data.format

@@ -104,6 +104,10 @@ def test_full_run_metrics_and_plain_transformers_load(make_config, tmp_path):
     fp = json.loads((run / "data" / "fingerprint.json").read_text())
     assert fp["files"][0]["sha256"] and fp["train_examples"] + fp["eval_examples"] == 48
     assert load_config(run / "config.yaml").training.max_steps == 8
+    from tuneloop.index import list_runs
+
+    row = next(r for r in list_runs() if r["run_dir"] == str(run))
+    assert row["steps"] == 8 and row["status"] == "completed" and row["method"] == "full"
 
 
 def test_nan_loss_stops_with_the_step_named(make_config, tmp_path):

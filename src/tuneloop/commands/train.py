@@ -39,8 +39,6 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
         best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
         final = f"{result.final_train_loss:.4f}" if result.final_train_loss is not None else "n/a"
         click.echo(f"steps: {result.steps}  final train loss: {final}  best eval loss: {best}")
-        if result.dropped:
-            click.echo(f"dropped examples: {result.dropped}")
         click.echo(f"run: {result.run_dir}")
         click.echo(f"model: {result.model_dir}")
 

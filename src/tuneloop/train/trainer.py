@@ -416,8 +416,11 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
             accelerator.project_configuration.logging_dir = str(run_dir)
     if trackers:
         accelerator.init_trackers("tensorboard", config=_flat_hparams(config))
-    if data.dropped and main:
-        print(f"dropped examples: {data.dropped} (see run.json)")
+    if data.dropped and main:  # R13: said before training starts, and kept in run.json
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[yellow]dropped examples:[/] {data.dropped} (counts by reason; see run.json)")
 
     # ---- resume ---------------------------------------------------------------------------
     step, epoch, pos = 0, 0, 0

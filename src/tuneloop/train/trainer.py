@@ -181,9 +181,11 @@ def _make_optimizer(model: Any, config: TrainConfig) -> Any:
               {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     kw: dict[str, Any] = {"lr": t.learning_rate, "betas": (t.adam_beta1, t.adam_beta2)}
-    if torch.cuda.is_available():
-        kw["fused"] = True
-    return torch.optim.AdamW(groups, **kw)
+    # fused AdamW (CPU and CUDA kernels in torch >= 2.4): one kernel per step instead of many
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kw)
+    except (RuntimeError, TypeError):  # a device/dtype without a fused kernel
+        return torch.optim.AdamW(groups, **kw)
 
 
 def _make_scheduler(optimizer: Any, config: TrainConfig, total_steps: int) -> Any:

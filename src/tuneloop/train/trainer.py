@@ -566,6 +566,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
                     optimizer.step()
                 if fp16 and accelerator.optimizer_step_was_skipped:
                     overflows += 1
+                lr_used = scheduler.get_last_lr()[0]  # the LR this step was taken with
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -586,7 +587,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
                     elapsed = max(time.time() - win_t0, 1e-9)
                     last_train_loss = loss_val / tok_val if tok_val else float("nan")
                     metrics.log("train", step, loss=last_train_loss,
-                                lr=scheduler.get_last_lr()[0], grad_norm=float(grad_norm),
+                                lr=lr_used, grad_norm=float(grad_norm),
                                 tokens_per_s=win_real * world / elapsed,
                                 real_token_share=win_real / max(win_padded, 1), epoch=epoch,
                                 skipped_steps=skipped, fp16_overflows=overflows)

@@ -8,7 +8,7 @@ alternating, and the fastest run of each is compared (the machine is shared; bes
 other processes' noise). Prints seconds, generated tokens/s and the speed-up.
 
     .venv/bin/python benchmarks/eval_generation.py [--model smollm2-135m-instruct]
-        [--suite examples/suites/example.yaml] [--cases 16] [--batch-size 8]
+        [--suite examples/suites/example.yaml] [--cases 16] [--batch-size 16]
         [--max-new-tokens 64] [--repeats 2] [--threads N]
 """
 
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--suite", type=Path, default=ROOT / "examples" / "suites" / "example.yaml")
     ap.add_argument("--cases", type=int, default=16)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

@@ -121,3 +121,40 @@ def test_run_suite_writes_files_and_index(tiny_model_dir, tmp_path, monkeypatch)
     assert get("variant") == "base+prompt" and get("score") == pytest.approx(0.5)
     with pytest.raises(EvalError, match="already exist"):
         run_suite(suite, str(tiny_model_dir), out_dir=out, variant="base+prompt")
+
+
+class ScriptedJudge:
+    """A Generator (backends protocol) that answers like a judge model would."""
+
+    name = "scripted-judge"
+
+    def __init__(self):
+        self.prompts = []
+
+    def generate(self, prompts, params):
+        self.prompts.extend(prompts)
+        text = prompts[0][-1]["content"]
+        if "Thank you" in text:
+            return ["The reply is polite. [[PASS]] Rating: [[9]]"]
+        if "Go away" in text:
+            return ["Rude. [[FAIL]] Rating: [[2]]"]
+        return ["I cannot decide."]
+
+
+def test_judge_check_wired_to_eval_judge():
+    """A Generator as judge goes through eval.judge's rubric prompt; an unparseable verdict is a
+    fail that says so, never a pass (R18)."""
+    from tuneloop.eval.suite_run import make_judge, score_case
+
+    suite = suite_from_dict({"name": "j", "cases": [
+        {"id": "c", "prompt": "Reply to a customer.", "checks": [{"judge": "Is it polite?"}]}]})
+    judge = ScriptedJudge()
+    fn = make_judge(judge)
+    case = suite.cases[0]
+    passed, checks = score_case(case, "Thank you for writing!", fn)
+    assert passed and "PASS" in checks[0].detail
+    assert "Is it polite?" in judge.prompts[0][-1]["content"]
+    passed, checks = score_case(case, "Go away", fn)
+    assert not passed and "FAIL" in checks[0].detail
+    passed, checks = score_case(case, "Hmm", fn)
+    assert not passed and "unparseable" in checks[0].detail and not checks[0].needs_judge

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the CLI and turn user errors into clean exits."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="tuneloop", standalone_mode=False)
+        # Without standalone mode click returns the code of ctx.exit(n) instead of exiting.
+        rc = cli.main(args=argv, prog_name="tuneloop", standalone_mode=False)
     except TuneloopError as exc:
         if debug:
             raise
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -225,3 +225,19 @@ def test_plan_batches_changes_with_epoch_and_seed():
     assert p != plan_batches(lengths, batch_size=4, seed=1, epoch=0)
     with pytest.raises(DataError):
         plan_batches(lengths, batch_size=0, seed=0, epoch=0)
+
+
+def test_varlen_model_still_masks_padding_in_ordinary_batches(tiny_tokenizer):
+    """After enable_packed_attention, a left-padded batch (generation/eval) still masks padding."""
+    model = make_tiny_model(tiny_tokenizer, seed=6).float().eval()
+    ids = torch.randint(3, len(tiny_tokenizer), (2, 12), generator=torch.Generator().manual_seed(6))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # row 1 is left-padded
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        enable_packed_attention(model, "tuneloop_varlen")
+        got = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        unmasked = model(input_ids=ids, use_cache=False).logits
+    assert torch.allclose(got[0], ref[0], atol=1e-6)
+    assert torch.allclose(got[1, 5:], ref[1, 5:], atol=1e-5)
+    assert not torch.allclose(unmasked[1, 5:], ref[1, 5:], atol=1e-3)

@@ -215,7 +215,9 @@ def _varlen_attention(
 
     cu = kwargs.get("cu_seq_lens_q")
     groups = getattr(module, "num_key_value_groups", 1)
-    if cu is None or query.shape[0] != 1 or attention_mask is not None:
+    # A packed row (batch 1 + cu_seqlens) needs no mask: per-document causal attention is exactly
+    # the block-causal mask transformers derives from the same position_ids.
+    if cu is None or query.shape[0] != 1:
         # Not a packed batch (generation, padded eval): behave exactly like transformers' sdpa.
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -272,9 +274,13 @@ def _varlen_attention(
 
 def register_varlen_attention() -> str:
     """Register the per-document attention with transformers under ``"tuneloop_varlen"``."""
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
 
     AttentionInterface.register(VARLEN_ATTENTION, _varlen_attention)
+    # Without a mask function transformers would drop the padding mask of ordinary (padded,
+    # generation) calls for an unknown attention name; build the same mask sdpa gets.
+    AttentionMaskInterface.register(VARLEN_ATTENTION, sdpa_mask)
     return VARLEN_ATTENTION
 
 

@@ -23,7 +23,8 @@ def serve_app(app, lifespan: str = "off") -> Iterator[str]:
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan,
+                      log_config=None)  # no handlers bound to a test's captured stderr
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import alpaca
+from data_rows import alpaca
 
 from tuneloop.data.check import CheckOptions, check_files
 from tuneloop.data.load import load_clean_records

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import alpaca
+from data_rows import alpaca
 
 from tuneloop.cli import main
 

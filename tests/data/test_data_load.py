@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import alpaca
+from data_rows import alpaca
 
 from tuneloop.data.load import load_records, parse_field_map
 from tuneloop.errors import DataError, UsageError

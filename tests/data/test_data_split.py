@@ -7,7 +7,7 @@ import json
 import random
 
 import pytest
-from conftest import alpaca
+from data_rows import alpaca
 
 from tuneloop.data.curate import duplicate_clusters
 from tuneloop.data.records import Record

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuneloop.errors import ConfigError
+from tuneloop.yamllines import yaml_key_lines
 
 
 class _Strict(BaseModel):
@@ -217,30 +218,6 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return data
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map every mapping-key path in the YAML to its 1-based line, for file:line messages."""
-    lines: dict[tuple[str, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                sub = path + (str(key_node.value),)
-                lines[sub] = key_node.start_mark.line + 1
-                walk(value_node, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[path + (str(i),)] = item.start_mark.line + 1
-                walk(item, path + (str(i),))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def _fields_at(loc: tuple) -> list[str]:
     """Field names of the model that owns the last key in `loc` (for "did you mean")."""
     model: Any = TrainConfig
@@ -326,7 +303,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        lines = _key_lines(text)
+        lines = yaml_key_lines(text)
         problems = [_describe(e, source, lines, overridden) for e in exc.errors()]
         raise ConfigError(
             "invalid config:\n  " + "\n  ".join(problems),

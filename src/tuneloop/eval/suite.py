@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuneloop.errors import EvalError
 from tuneloop.eval.checks import CHECKS
+from tuneloop.yamllines import yaml_key_lines
 
 
 class Check(BaseModel):
@@ -197,30 +198,6 @@ def _parse_check(item: Any, index: int) -> Check:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def _node_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map YAML paths (keys and list indices as strings) to 1-based lines."""
-    lines: dict[tuple[str, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                sub = (*path, str(key_node.value))
-                lines[sub] = key_node.start_mark.line + 1
-                walk(value_node, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, str(i))] = item.start_mark.line + 1
-                walk(item, (*path, str(i)))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def _known_fields(loc: tuple[str, ...]) -> list[str]:
     if len(loc) >= 3 and loc[0] == "cases" and loc[2] == "messages":
         return list(Message.model_fields)
@@ -293,7 +270,7 @@ def suite_from_dict(data: dict[str, Any], *, source: str = "<memory>", text: str
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        lines = _node_lines(text) if text else {}
+        lines = yaml_key_lines(text) if text else {}
         problems = [_describe(e, source, data, lines) for e in exc.errors()]
         what = problems[0] if len(problems) == 1 else "\n  ".join(
             [f"{len(problems)} problems in the suite:", *problems])

@@ -25,7 +25,7 @@ $(CHROMIUM):
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/tuneloop demo --workdir demo-run
+	$(VENV)/bin/tuneloop demo --workdir demo-run --overwrite
 
 test: setup $(CHROMIUM)
 	$(PY) -m pytest -q

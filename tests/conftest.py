@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import make_tiny_tokenizer, save_tiny_model_dir  # noqa: E402
+from tiny import make_tiny_tokenizer, save_tiny_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     """--debug re-raises library errors so the traceback is visible."""
     result = subprocess.run(
         [sys.executable, "-m", "tuneloop", "--debug", "data", "check", str(tmp_path / "x.jsonl")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr

@@ -42,6 +42,6 @@ class Record:
         return {"text": self.text}
 
     @classmethod
-    def chat(cls, *turns: tuple[str, str], **kw: Any) -> "Record":
+    def chat(cls, *turns: tuple[str, str], **kw: Any) -> Record:
         """Shorthand for tests and code: Record.chat(("user", "hi"), ("assistant", "hello"))."""
         return cls(messages=[{"role": r, "content": c} for r, c in turns], **kw)

@@ -138,14 +138,12 @@ def load_few_shot(path: str | Path, k: int) -> list[Messages]:
 def progress_bar(enabled: bool = True):
     """A transient rich progress bar on stderr (silent when stderr is not a terminal)."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from tuneloop.progress import eta_progress
 
     console = Console(stderr=True)
-    return Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
-        disable=not (enabled and console.is_terminal),
-    )
+    return eta_progress("[progress.description]{task.description}", console=console,
+                        transient=True, enabled=enabled and console.is_terminal)
 
 
 def generate_outputs(

@@ -171,18 +171,9 @@ def generate(
 @contextlib.contextmanager
 def _progress_bar(total: int, label: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
     """A rich progress bar with ETA on stderr; call `advance(n)` inside the with-block."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from tuneloop.progress import eta_progress
 
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled)
+    progress = eta_progress(label, enabled=enabled)
     with progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.update(task, advance=n)

@@ -113,18 +113,11 @@ def _progress(enabled: bool, what: str, total: int):
     """A rich progress bar with ETA (or a no-op context)."""
     if not enabled:
         return nullcontext(None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    return Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[info]}"), transient=False)
+    from tuneloop.progress import eta_progress
+
+    return eta_progress(f"[bold]{what}", TextColumn("{task.fields[info]}"))
 
 
 def _precision(requested: str) -> str:

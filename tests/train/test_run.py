@@ -130,6 +130,12 @@ def test_nan_loss_stops_with_the_step_named(make_config, tmp_path):
     assert [r["step"] for r in rows] == list(range(1, bad))  # nothing non-finite logged
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
     assert not (tmp_path / "run" / "model").exists()
+    from tuneloop.index import list_runs
+
+    # The failed run is listed (it was recorded at start and updated on failure).
+    row = next(r for r in list_runs() if r["run_dir"] == str((tmp_path / "run").resolve()))
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert row["status"] == "failed" and row["steps"] == run_json["steps"]
     assert main(["train", str(cfg), "--output-dir", str(tmp_path / "cli"), "--no-progress"]) == 1
 
 

@@ -407,6 +407,8 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     if main:
         rundir.write_atomic(run_dir / rundir.CONFIG_FILE, config.to_yaml())
         rundir.write_json(run_dir / rundir.FINGERPRINT_FILE, data.fingerprint)
+        # Listed from the start, so `tuneloop runs` shows running and failed runs too.
+        _record_in_index(run_dir, config, run_info)
         if trackers:
             accelerator.project_configuration.logging_dir = str(run_dir)
     if trackers:
@@ -611,6 +613,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
                          "error": exc.what if failed else "interrupted (Ctrl-C)"})
         if main:
             rundir.write_json(run_dir / rundir.RUN_FILE, run_info)
+            _record_in_index(run_dir, config, run_info)
         raise
     unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     model_dir = None
@@ -657,12 +660,10 @@ def _flat_hparams(config: TrainConfig) -> dict[str, Any]:
 
 
 def _record_in_index(run_dir: Path, config: TrainConfig, info: dict[str, Any]) -> None:
-    """Add the run to the workspace index (optional: a missing index never breaks training)."""
-    try:
-        from tuneloop.index import record_run
-    except ImportError:
-        return
+    """Add or update the run's row in the workspace index (upsert keyed by the run dir)."""
+    from tuneloop.index import record_run
+
     record_run(run_dir, name=config.name, model=config.model, method=config.method,
                data_fingerprint=info["data_fingerprint"], steps=info["steps"],
-               best_eval_loss=info["best_eval_loss"], status=info["status"],
+               best_eval_loss=info.get("best_eval_loss"), status=info["status"],
                config=config.model_dump(mode="json"))

@@ -234,3 +234,14 @@ def test_cpu_defaults_fp32_and_no_checkpointing(make_config):
     cfg = load_config(make_config())
     assert _want_checkpointing("auto", None, cfg) is False
     assert _want_checkpointing("on", None, cfg) is True
+
+
+def test_failed_setup_leaves_no_empty_run_dir(make_config, tmp_path):
+    """A model ref that cannot load fails cleanly and leaves no empty default run directory."""
+    from tuneloop.errors import ModelError
+    from tuneloop.workspace import runs_root
+
+    cfg = make_config(model=str(tmp_path / "no-such-model"))
+    with pytest.raises(ModelError):
+        train(load_config(cfg), progress=False)
+    assert not runs_root().exists() or list(runs_root().iterdir()) == []

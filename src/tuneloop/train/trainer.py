@@ -18,7 +18,7 @@ import math
 import os
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,17 @@ def _resolve_run_dir(config: TrainConfig, output_dir: Path | None, resume: bool,
     return Path(path[0])
 
 
+@contextmanager
+def _remove_if_still_empty(run_dir: Path, *, enabled: bool):
+    """On an error inside the block, delete `run_dir` if nothing has been written into it."""
+    try:
+        yield
+    except BaseException:
+        if enabled and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+
+
 def _trainable(model: Any) -> dict[str, Any]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
@@ -353,11 +364,14 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
 
     # ---- data and model -------------------------------------------------------------------
     # fp32 master weights; bf16/fp16 come from autocast (accelerate mixed_precision)
-    model, tokenizer = load_model(config.model, device=str(accelerator.device), dtype="float32",
-                                  trainable=True)
-    renderer = Renderer(tokenizer, template=config.data.template, max_length=config.data.max_length,
-                        train_on_prompt=config.data.train_on_prompt)
-    data = prepare_data(config.data, renderer)
+    # A bad model ref or unusable data must not leave an empty run directory behind.
+    with _remove_if_still_empty(run_dir, enabled=main and not resume):
+        model, tokenizer = load_model(config.model, device=str(accelerator.device),
+                                      dtype="float32", trainable=True)
+        renderer = Renderer(tokenizer, template=config.data.template,
+                            max_length=config.data.max_length,
+                            train_on_prompt=config.data.train_on_prompt)
+        data = prepare_data(config.data, renderer)
     data_id = data.fingerprint["id"]
     config_fp = config_fingerprint(config, world_size=world)
     if hasattr(model, "merge_and_unload"):  # the model ref is a LoRA run directory

@@ -92,3 +92,12 @@ def test_lora_on_embedded_model_from_cli(tmp_path):
     assert torch.isfinite(logits).all() and logits.shape[-1] >= len(tok) - 1
     meta = json.loads((run / "model" / "tuneloop_model.json").read_text())
     assert meta["base_model"] == "smollm2-135m-instruct" and meta["method"] == "lora"
+
+    # R14: the fine-tuned run, used as a model reference, answers and stops at end-of-turn.
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Name one primary colour."}\n', encoding="utf-8")
+    answers = tmp_path / "answers.jsonl"
+    assert main(["generate", "--model", str(run), "--input", str(prompts), "--out", str(answers),
+                 "--max-new-tokens", "96"]) == 0
+    [row] = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert row["finish_reason"] == "stop" and row["output"].strip()

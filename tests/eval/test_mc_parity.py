@@ -120,5 +120,6 @@ def test_mc_file_errors_name_line(tmp_path):
         load_mc_items(bad)
     assert f"{bad}:2" in info.value.message() and "answer" in info.value.message()
     bad.write_text('{"question": "q", "choices": ["a"]\n', encoding="utf-8")
-    with pytest.raises(EvalError, match="malformed JSON"):
+    with pytest.raises(EvalError, match="invalid JSON") as info:
         load_mc_items(bad)
+    assert info.value.where == f"{bad}:1"

@@ -47,31 +47,11 @@ def read_prompts(path: str, system_prompt: str | None = None) -> tuple[list[dict
     A trailing assistant message (a reference answer) is not sent to the model; it stays in the
     row. Errors name file:line and the field.
     """
+    from tuneloop.data.jsonl import read_jsonl_objects
+
     rows: list[dict] = []
     prompts: list[list] = []
-    try:
-        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, errors mapped
-    except OSError as exc:
-        raise DataError(f"cannot read prompts: {exc.strerror}", where=path,
-                        fix="pass an existing JSONL file") from None
-    with fh:
-        try:
-            lines = list(fh)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"file is not UTF-8 ({exc.reason})", where=path,
-                            fix="re-save the file as UTF-8") from None
-    for n, line in enumerate(lines, 1):
-        where = f"{path}:{n}"
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", where=where,
-                            fix="fix the line; each line must be one JSON object") from None
-        if not isinstance(row, dict):
-            raise DataError("row is not a JSON object", where=where,
-                            fix='write {"prompt": "..."} or {"messages": [...]}')
+    for where, row in read_jsonl_objects(path, example='{"prompt": "..."} or {"messages": [...]}'):
         rows.append(row)
         prompts.append(_row_messages(row, where, system_prompt))
     if not prompts:

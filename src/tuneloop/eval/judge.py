@@ -55,26 +55,9 @@ def _as_turns(value: Any, where: str, field_name: str) -> list[str]:
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EvalError("file not found", where=str(path), fix="check the path") from None
-    except UnicodeDecodeError as exc:
-        raise EvalError(f"not UTF-8 text ({exc.reason})", where=str(path)) from None
-    rows = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalError(f"invalid JSON ({exc.msg}, column {exc.colno})", where=where,
-                            fix="one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise EvalError("each line must be a JSON object", where=where)
-        rows.append((where, row))
-    return rows
+    from tuneloop.data.jsonl import read_jsonl_objects
+
+    return read_jsonl_objects(path, error=EvalError, example='{"id": "q1", "question": "..."}')
 
 
 def load_questions(path: str | Path) -> list[Question]:

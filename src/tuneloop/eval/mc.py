@@ -11,7 +11,6 @@ without the delimiter, as lm-eval does); ties go to the first choice (np.argmax)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,23 +53,11 @@ def load_mc_items(path: str | Path) -> list[MCItem]:
     if not path.is_file():
         raise EvalError(f"file not found: {path}",
                         fix="pass a .jsonl file of multiple-choice items")
-    items: list[MCItem] = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise EvalError(f"not UTF-8 (byte {exc.start})", where=where,
-                                fix="save the file as UTF-8") from None
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise EvalError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=where,
-                                fix="one JSON object per line") from None
-            items.append(_item(row, where))
+    from tuneloop.data.jsonl import read_jsonl_objects
+
+    example = '{"question": "...", "choices": ["...", "..."], "answer": 0}'
+    items = [_item(row, where)
+             for where, row in read_jsonl_objects(path, error=EvalError, example=example)]
     if not items:
         raise EvalError("no items in the file", where=str(path),
                         fix='add lines like {"question": ..., "choices": [...], "answer": 0}')

@@ -35,13 +35,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"tuneloop.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"tuneloop.commands.{name}":
-                continue  # area not built yet
-            raise
-        module.register(cli)
+        importlib.import_module(f"tuneloop.commands.{name}").register(cli)
 
 
 _register_commands()

@@ -271,12 +271,5 @@ def _mc_file(items_path: str, model_ref: str, prompt_format: str | None, out_dir
 
 
 def register(cli: click.Group) -> None:
-    """Add the `eval` group (suite, compare, loss, mc, and judge from eval_judge)."""
+    """Add the `eval` group (suite, compare, loss, mc; cli.py then adds judge from eval_judge)."""
     cli.add_command(eval_group)
-    try:
-        from tuneloop.commands import eval_judge
-    except ModuleNotFoundError as exc:
-        if exc.name != "tuneloop.commands.eval_judge":
-            raise
-        return
-    eval_judge.register(cli)

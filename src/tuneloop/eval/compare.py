@@ -101,12 +101,8 @@ def contamination_summary(run_dir: Path | None, suite: Suite) -> dict[str, Any] 
     """n-gram overlap of the suite's prompts/references with the run's training data."""
     if run_dir is None:
         return None
-    try:
-        from tuneloop.data.contamination import contamination_report
-    except ModuleNotFoundError as exc:
-        if exc.name != "tuneloop.data.contamination":
-            raise
-        return {"skipped": "tuneloop.data.contamination is not available"}
+    from tuneloop.data.contamination import contamination_report
+
     paths = training_data_of(run_dir)
     if not paths:
         return {"skipped": f"no data.train paths in {run_dir / 'config.yaml'}"}

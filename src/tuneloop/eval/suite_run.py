@@ -219,13 +219,8 @@ def make_judge(spec: Any) -> JudgeFn | None:
         return None
     if callable(spec) and not hasattr(spec, "generate"):
         return spec  # already (rubric, prompt, output, reference) -> (passed, why)
-    try:
-        from tuneloop.eval.judge import rubric_judge_fn
-    except ModuleNotFoundError as exc:
-        if exc.name != "tuneloop.eval.judge":
-            raise
-        raise EvalError("this suite has judge checks but tuneloop.eval.judge is not installed",
-                        fix="remove the judge checks or update tuneloop") from None
+    from tuneloop.eval.judge import rubric_judge_fn
+
     return rubric_judge_fn(spec)
 
 
@@ -279,14 +274,9 @@ def write_results(result: SuiteResult, out_dir: Path) -> tuple[Path, Path]:
 
 
 def record_in_index(**row: Any) -> None:
-    """Append an eval row to the index (tuneloop.index.record_eval); a clear error if absent."""
-    try:
-        from tuneloop.index import record_eval
-    except ModuleNotFoundError as exc:
-        if exc.name != "tuneloop.index":
-            raise
-        raise EvalError("tuneloop.index is missing, so the result cannot be recorded",
-                        fix="reinstall tuneloop (pip install -e .)") from None
+    """Append an eval row to the index (tuneloop.index.record_eval)."""
+    from tuneloop.index import record_eval
+
     record_eval(**row)
 
 

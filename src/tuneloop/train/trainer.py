@@ -314,11 +314,8 @@ def _maybe_kill(step: int) -> None:
 
 
 def _run_suites(config: TrainConfig, model: Any, tokenizer: Any, renderer: Any) -> dict[str, float]:
-    try:
-        from tuneloop.eval.suite import run_suite_on_model
-    except ImportError as exc:
-        raise ConfigError(f"eval.suites needs tuneloop.eval.suite, which failed to import: {exc}",
-                          fix="remove eval.suites or install the eval module") from None
+    from tuneloop.eval.suite import run_suite_on_model
+
     scores = {}
     for path in config.eval.suites:
         result = run_suite_on_model(model, tokenizer, renderer, path)

@@ -81,13 +81,7 @@ def _record(summary: dict, out) -> None:
 
 
 def register(cli: click.Group) -> None:
-    """Add `judge` to the `eval` group (creating the group only if the eval area has not)."""
-    group = cli.commands.get("eval")
-    if group is None:
+    """Add `judge` to the `eval` group of tuneloop.commands.eval."""
+    from tuneloop.commands.eval import eval_group
 
-        @cli.group("eval")
-        def eval_group() -> None:
-            """Evaluate models: task suites, held-out loss, LLM judge."""
-
-        group = eval_group
-    group.add_command(judge_cmd)  # type: ignore[attr-defined]
+    eval_group.add_command(judge_cmd)

@@ -21,15 +21,9 @@ class LocalGenerator:
 
     def _load(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
-            from tuneloop.data.render import Renderer
-            from tuneloop.models import load_model, model_template, resolve_model_ref
+            from tuneloop.infer.generate import load_for_generation
 
-            resolved = resolve_model_ref(self.ref)
-            model, tokenizer = load_model(resolved, device=self.device)
-            model.eval()
-            # The template saved with the model is the one it was trained with (R15).
-            renderer = Renderer(tokenizer, template=model_template(resolved))
-            self._loaded = (model, tokenizer, renderer)
+            self._loaded = load_for_generation(self.ref, self.device)
         return self._loaded
 
     def generate(self, prompts: list[Messages], params: GenParams) -> list[str]:

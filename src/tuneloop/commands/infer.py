@@ -31,16 +31,6 @@ def _with_gen_options(fn: Any) -> Any:
     return fn
 
 
-def _load(ref: str, device: str) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, renderer) with the template the model was trained with (R15)."""
-    from tuneloop.data.render import Renderer
-    from tuneloop.models import load_model, model_template, resolve_model_ref
-
-    resolved = resolve_model_ref(ref)
-    model, tokenizer = load_model(resolved, device=device)
-    return model, tokenizer, Renderer(tokenizer, template=model_template(resolved))
-
-
 def read_prompts(path: str, system_prompt: str | None = None) -> tuple[list[dict], list[list]]:
     """Read prompt rows ({"prompt": str} or {"messages": [...]}) → (rows, conversations).
 
@@ -103,10 +93,10 @@ def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, tempe
     Uses the template the model was trained with and stops at its end-of-turn token. A trailing
     assistant message in a "messages" row (a reference answer) is not sent to the model.
     """
-    from tuneloop.infer.generate import generate
+    from tuneloop.infer.generate import generate, load_for_generation
 
     rows, prompts = read_prompts(input_path, system_prompt)
-    model, tokenizer, renderer = _load(ref, device)
+    model, tokenizer, renderer = load_for_generation(ref, device)
     start = time.perf_counter()
     gens = generate(model, tokenizer, renderer, prompts, max_new_tokens=max_new_tokens,
                     temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
@@ -140,8 +130,9 @@ def chat_cmd(ref: str, system: str | None, max_new_tokens: int, temperature: flo
     /exit (or Ctrl-D) quits.
     """
     from tuneloop.infer.chat import run_chat, terminal_lines
+    from tuneloop.infer.generate import load_for_generation
 
-    model, tokenizer, renderer = _load(ref, device)
+    model, tokenizer, renderer = load_for_generation(ref, device)
     interactive = sys.stdin.isatty()
     lines = terminal_lines() if interactive else sys.stdin
     run_chat(model, tokenizer, renderer, lines=lines, out=sys.stdout, system=system,

@@ -16,6 +16,16 @@ from typing import Any
 from tuneloop.errors import UsageError
 
 
+def load_for_generation(ref: str, device: str = "cpu") -> tuple[Any, Any, Any]:
+    """(model in eval mode, tokenizer, renderer with the template the model was trained with)."""
+    from tuneloop.data.render import Renderer
+    from tuneloop.models import load_model, model_template, resolve_model_ref
+
+    resolved = resolve_model_ref(ref)
+    model, tokenizer = load_model(resolved, device=device)
+    return model, tokenizer, Renderer(tokenizer, template=model_template(resolved))
+
+
 @dataclass
 class Generation:
     """One completion: its text, how many tokens were generated, and why it ended."""

@@ -13,14 +13,10 @@ def build_app(ref: str, *, model_name: str | None = None, api_key: str | None = 
               max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 16,
               device: str = "cpu") -> Any:
     """Load `ref` (base, full fine-tune or base + adapter) and return the ready FastAPI app."""
-    from tuneloop.data.render import Renderer
-    from tuneloop.models import load_model, model_template, resolve_model_ref
+    from tuneloop.infer.generate import load_for_generation
 
-    resolved = resolve_model_ref(ref)
-    model, tokenizer = load_model(resolved, device=device)
-    model.eval()
     # The template the model was trained with (R15), and its end-of-turn ids to stop at (R14).
-    renderer = Renderer(tokenizer, template=model_template(resolved))
+    model, tokenizer, renderer = load_for_generation(ref, device)
     engine = Engine(model, tokenizer, renderer.stop_token_ids, max_batch_size=max_batch_size)
     return create_app(engine, model_name=model_name or ref, chat_prompt_ids=renderer.prompt_ids,
                       api_key=api_key, max_body_bytes=max_body_bytes)

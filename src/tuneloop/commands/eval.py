@@ -235,7 +235,8 @@ def mc_cmd(items_path: str | None, model_ref: str, prompt_format: str | None,
 def _mc_file(items_path: str, model_ref: str, prompt_format: str | None, out_dir: str | None,
              batch_size: int, device: str) -> None:
     from tuneloop.eval.mc import PROMPT_FORMAT, load_mc_items, score_mc
-    from tuneloop.eval.suite_run import record_in_index, run_dir_of
+    from tuneloop.eval.suite_run import run_dir_of
+    from tuneloop.index import record_eval
     from tuneloop.models import load_model
 
     # a shell cannot easily pass a newline: "\n" in the option means one
@@ -263,9 +264,9 @@ def _mc_file(items_path: str, model_ref: str, prompt_format: str | None, out_dir
         summary = {**result.summary(), "file": items_path, "model_ref": model_ref,
                    "prompt_format": fmt}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    record_in_index(model_ref=model_ref, kind="mc", name=Path(items_path).name, score=result.acc,
-                    n=result.n, details_path=details, run_dir=run_dir_of(model_ref),
-                    extra={"acc_norm": result.acc_norm, "prompt_format": fmt})
+    record_eval(model_ref=model_ref, kind="mc", name=Path(items_path).name, score=result.acc,
+                n=result.n, details_path=details, run_dir=run_dir_of(model_ref),
+                extra={"acc_norm": result.acc_norm, "prompt_format": fmt})
     click.echo(f"{Path(items_path).name}: acc {result.acc:.4f}  acc_norm {result.acc_norm:.4f}  "
                f"(n={result.n}, model {model_ref})")
 

@@ -123,11 +123,11 @@ def contamination_summary(run_dir: Path | None, suite: Suite) -> dict[str, Any] 
 
 def _load(ref: str, device: str) -> tuple[Any, Any, Any]:
     """(model, tokenizer, renderer with the model's own template)."""
-    from tuneloop.data.render import Renderer
-    from tuneloop.models import load_model, model_template
+    from tuneloop.eval.suite_run import renderer_for
+    from tuneloop.models import load_model
 
     model, tokenizer = load_model(ref, device=device)
-    return model, tokenizer, Renderer(tokenizer, template=model_template(ref))
+    return model, tokenizer, renderer_for(ref, tokenizer)
 
 
 def compare(
@@ -147,12 +147,8 @@ def compare(
     """Run the suite (and held-out loss) on base, base+prompt and tuned; write compare.json."""
     from tuneloop.data.render import Renderer
     from tuneloop.eval.loss import heldout_loss, load_heldout_records
-    from tuneloop.eval.suite_run import (
-        default_out_dir,
-        record_in_index,
-        run_dir_of,
-        run_suite,
-    )
+    from tuneloop.eval.suite_run import default_out_dir, run_dir_of, run_suite
+    from tuneloop.index import record_eval
     from tuneloop.models import model_template, resolve_model_ref
 
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -185,10 +181,10 @@ def compare(
                                 system_prompt=v.system_prompt, few_shot=v.few_shot,
                                 batch_size=batch_size)
             losses[v.name] = loss
-            record_in_index(model_ref=v.model_ref, kind="loss",
-                            name=",".join(Path(str(p)).name for p in data or []),
-                            score=loss.loss, n=loss.n_tokens, run_dir=run_dir_of(v.model_ref),
-                            variant=v.name, extra=loss.to_json())
+            record_eval(model_ref=v.model_ref, kind="loss",
+                        name=",".join(Path(str(p)).name for p in data or []),
+                        score=loss.loss, n=loss.n_tokens, run_dir=run_dir_of(v.model_ref),
+                        variant=v.name, extra=loss.to_json())
     loaded = None
     gc.collect()
 

@@ -134,7 +134,8 @@ def heldout_loss_for_ref(
 ) -> HeldoutLoss:
     """Load a model by reference, compute its held-out loss on data files, record it."""
     from tuneloop.data.render import Renderer
-    from tuneloop.eval.suite_run import record_in_index, run_dir_of
+    from tuneloop.eval.suite_run import run_dir_of
+    from tuneloop.index import record_eval
     from tuneloop.models import load_model, model_template
 
     records = load_heldout_records(data)
@@ -142,7 +143,7 @@ def heldout_loss_for_ref(
     renderer = Renderer(tokenizer, template=model_template(str(model_ref)), max_length=max_length)
     result = heldout_loss(model, tokenizer, renderer, records, batch_size=batch_size)
     if record:
-        record_in_index(
+        record_eval(
             model_ref=str(model_ref), kind="loss", name=",".join(Path(str(p)).name for p in data),
             score=result.loss, n=result.n_tokens, run_dir=run_dir_of(model_ref),
             extra=result.to_json() | {"data": [str(p) for p in data]},

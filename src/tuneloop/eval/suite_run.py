@@ -273,13 +273,6 @@ def write_results(result: SuiteResult, out_dir: Path) -> tuple[Path, Path]:
     return cases_path, summary_path
 
 
-def record_in_index(**row: Any) -> None:
-    """Append an eval row to the index (tuneloop.index.record_eval)."""
-    from tuneloop.index import record_eval
-
-    record_eval(**row)
-
-
 def default_out_dir(model_ref: str | Path, name: str) -> Path:
     """RUN/evals/<name>-<stamp> for a run dir, else <home>/evals/<name>-<stamp>."""
     from tuneloop.workspace import workspace_home
@@ -308,6 +301,8 @@ def run_suite(
     loaded: tuple[Any, Any, Any] | None = None,
 ) -> tuple[SuiteResult, Path]:
     """Load a model by reference, run the suite, write OUT/<variant>/ and record it in the index."""
+    from tuneloop.index import record_eval
+
     suite = _as_suite(suite)
     if loaded is None:
         from tuneloop.models import load_model
@@ -322,7 +317,7 @@ def run_suite(
     variant_dir = out / result.variant
     cases_path, _ = write_results(result, variant_dir)
     run_dir = run_dir_of(model_ref)
-    record_in_index(
+    record_eval(
         model_ref=str(model_ref), kind="suite", name=suite.name, score=result.pass_rate,
         n=len(result.cases), details_path=cases_path, run_dir=run_dir, variant=result.variant,
         extra={"score": result.score, "passed": result.passed, "threshold": result.threshold,

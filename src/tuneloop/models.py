@@ -226,19 +226,10 @@ def _convert_gguf(gguf: Path, dest: Path, *, progress: bool) -> None:
 
 @contextlib.contextmanager
 def _stage_progress(title: str, total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar (stderr, with ETA) advanced one stage per `step(description)` call."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A progress bar (tuneloop's one style) advanced one stage per `step(description)` call."""
+    from tuneloop.progress import eta_progress
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled,
-                        transient=False)
+    progress = eta_progress(enabled=enabled)
     with progress:
         task = progress.add_task(title, total=total)
 

@@ -418,10 +418,13 @@ class JudgeVerdict:
 
 def judge_rubric(judge: Generator, question: str, answer: str, rubric: str,
                  reference: str | None = None, *, pass_threshold: float = 7.0,
-                 params: GenParams | None = None,
-                 prompt_dir: str | Path | None = None) -> JudgeVerdict:
-    """Grade one answer against a rubric; an explicit [[PASS]]/[[FAIL]] wins over the score."""
-    prompt = load_prompt("rubric", prompt_dir)
+                 params: GenParams | None = None, prompt_dir: str | Path | None = None,
+                 prompt: JudgePrompt | None = None) -> JudgeVerdict:
+    """Grade one answer against a rubric; an explicit [[PASS]]/[[FAIL]] wins over the score.
+
+    `prompt` is the loaded rubric prompt (read from `prompt_dir` or package data if not given).
+    """
+    prompt = prompt or load_prompt("rubric", prompt_dir)
     ref = f"\n[Reference Answer]\n{reference}\n" if reference else ""
     msgs = prompt.messages(rubric=rubric, question=question, answer=answer, reference=ref)
     [raw] = judge.generate([msgs], params or GenParams(max_tokens=512))
@@ -438,6 +441,7 @@ def rubric_judge_fn(judge: str | Generator, **kw: Any):
     An unparseable verdict is not a pass and says so in the explanation (R18: never scored).
     """
     gen = make_generator(judge) if isinstance(judge, str) else judge
+    kw.setdefault("prompt", load_prompt("rubric", kw.get("prompt_dir")))  # read once, not per case
 
     def fn(rubric: str, prompt: str, output: str, reference: str | None) -> tuple[bool, str]:
         v = judge_rubric(gen, prompt, output, rubric, reference, **kw)

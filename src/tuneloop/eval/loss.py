@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,9 @@ def heldout_loss(
     console = Console(stderr=True)
     # evaluate_loss's own bar is off: a spinner is enough, and this keeps the loss path
     # independent of the trainer's progress-bar columns
-    status = f"held-out loss on {len(examples)} examples"
-    if progress and console.is_terminal:
-        with console.status(status):
-            result = evaluate_loss(model, examples, batch_size=batch_size, progress=False)
-    else:
+    spinner = (console.status(f"held-out loss on {len(examples)} examples")
+               if progress and console.is_terminal else nullcontext())
+    with spinner:
         result = evaluate_loss(model, examples, batch_size=batch_size, progress=False)
     loss = float(result.loss)
     ppl = math.exp(loss) if loss < 700 else float("inf")

@@ -61,10 +61,6 @@ class EvalLoss:
     n_tokens: int
 
 
-def _to_device(batch: dict, device: Any) -> dict:
-    return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
-
-
 def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accelerator: Any = None,
                   progress: Any = False) -> EvalLoss:
     """Mean token loss and perplexity of `model` on rendered examples (sharded across processes)."""
@@ -92,8 +88,7 @@ def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accel
     with torch.no_grad(), autocast, bar as prog:
         task = prog.add_task("eval", total=len(mine), info="") if prog else None
         for chunk in mine:
-            batch = _to_device(collate_packed(chunk), device)
-            loss_sum, n = packed_loss(model, batch)
+            loss_sum, n = packed_loss(model, collate_packed(chunk))  # moves it to the model
             total[0] += loss_sum.double()
             total[1] += float(n)
             if prog:
@@ -546,7 +541,6 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
                 step_loss = torch.zeros((), dtype=torch.float64, device=device)
                 for j, (batch, weight) in enumerate(work):
                     sync = j == len(work) - 1
-                    batch = _to_device(batch, device)
                     with (nullcontext() if sync else accelerator.no_sync(model)), \
                             accelerator.autocast():
                         loss_sum, _ = packed_loss(model, batch)
@@ -604,7 +598,6 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
                     win_real, win_padded, win_t0 = 0, 0, time.time()
                 if config.eval.interval and step % config.eval.interval == 0:
                     do_eval()
-                    last_eval_step = step
                     patience = config.eval.early_stopping_patience
                     if patience and bad_evals >= patience:
                         stopped_early = True
@@ -626,13 +619,11 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
             rundir.write_json(run_dir / rundir.RUN_FILE, run_info)
             _record_in_index(run_dir, config, run_info)
         raise
-    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
-    model_dir = None
     if main:
-        data_format = data.format
-        model_dir = rundir.save_final_model(
-            unwrapped, tokenizer, renderer, run_dir, base_model=config.model,
-            method=config.method, template=config.data.template, data_format=data_format)
+        rundir.save_final_model(
+            accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, renderer,
+            run_dir, base_model=config.model, method=config.method,
+            template=config.data.template, data_format=data.format)
     accelerator.wait_for_everyone()
     run_info.update({
         "status": "stopped_early" if stopped_early else "completed", "steps": step,
@@ -652,7 +643,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         final_train_loss=last_train_loss,
         final_eval_loss=last_eval.loss if last_eval else None,
         best_checkpoint=ckpt_root / best["checkpoint"] if best["checkpoint"] else None,
-        model_dir=run_dir / rundir.MODEL_DIR if model_dir or not main else None,
+        model_dir=run_dir / rundir.MODEL_DIR,
         stopped_early=stopped_early, skipped_steps=skipped, dropped=data.dropped,
         resumed_from=resumed_from)
 

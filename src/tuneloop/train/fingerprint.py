@@ -12,18 +12,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (or of every file under a directory, in sorted order)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            digest.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+# The same per-file sha256 as `tuneloop data split` writes into its manifest.
+from tuneloop.data.split import fingerprint as file_sha256
 
 
 def rendered_hash(examples: Iterable[Any]) -> str:

@@ -173,9 +173,14 @@ def checkpoint_step(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _missing(path: Path) -> list[str]:
+    """The resumable state files that `path` lacks."""
+    return [f for f in STATE_FILES if not (Path(path) / f).is_file()]
+
+
 def is_complete(path: Path) -> bool:
     """True if every resumable state file is present."""
-    return all((Path(path) / f).is_file() for f in STATE_FILES)
+    return not _missing(path)
 
 
 def list_checkpoints(root: Path) -> list[Path]:
@@ -193,8 +198,8 @@ def find_latest_complete(root: Path) -> Path | None:
     if not ckpts:
         return None
     latest = ckpts[-1]
-    if not is_complete(latest):
-        missing = [f for f in STATE_FILES if not (latest / f).is_file()]
+    missing = _missing(latest)
+    if missing:
         raise CheckpointError(
             f"checkpoint {latest.name} cannot be resumed: it has no {', '.join(missing)} "
             "(a weights-only directory has no optimizer/scheduler/RNG/data position)",
@@ -212,8 +217,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not is_complete(path):
-        missing = [f for f in STATE_FILES if not (path / f).is_file()]
+    missing = _missing(path)
+    if missing:
         raise CheckpointError(
             f"not a resumable checkpoint (missing {', '.join(missing)})", where=str(path)
         )

@@ -35,7 +35,7 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
     config = load_config(config_path, list(overrides))
     result = train(config, resume=resume or force_resume, force_resume=force_resume,
                    output_dir=output_dir, progress=False if no_progress else None)
-    if result.run_dir is not None and _is_main():
+    if _is_main():
         best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
         final = f"{result.final_train_loss:.4f}" if result.final_train_loss is not None else "n/a"
         click.echo(f"steps: {result.steps}  final train loss: {final}  best eval loss: {best}")

@@ -309,12 +309,3 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             "invalid config:\n  " + "\n  ".join(problems),
             fix="see docs/training.md for every key and its meaning",
         ) from None
-
-
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Validate a mapping (library use); same errors as load_config."""
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(e, "<dict>", {}, set()) for e in exc.errors()]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems)) from None

@@ -51,10 +51,11 @@ def test_two_processes_equal_one_and_resume_across_world_sizes(make_config, tmp_
     rows2 = [r for r in read_metrics(run2) if r["kind"] == "train"]
     rows1 = [r for r in read_metrics(one.run_dir) if r["kind"] == "train"]
     assert [r["step"] for r in rows2] == [1, 2, 3, 4]  # written once, by rank 0
-    for a, b in zip(rows1, rows2):
+    for a, b in zip(rows1, rows2, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         assert a["lr"] == b["lr"]
     w1, w2 = _weights(one.run_dir), _weights(run2)
+    assert w1.keys() == w2.keys()
     for k in w1:
         assert (w1[k] - w2[k]).abs().max().item() < 1e-5, k
 

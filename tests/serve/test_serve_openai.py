@@ -80,7 +80,8 @@ def test_stream_raw_sse_ends_with_done(served_tiny):
         lines = [ln for ln in r.iter_lines() if ln]
     assert all(ln.startswith("data: ") for ln in lines)
     assert lines[-1] == "data: [DONE]"
-    json.loads(lines[0][6:])  # every event but the last is a JSON chunk
+    for ln in lines[:-1]:  # every event but the last is a JSON chunk
+        assert json.loads(ln[6:])["object"] == "chat.completion.chunk"
 
 
 def test_stop_string_cuts_output(served_tiny):
@@ -163,6 +164,9 @@ def test_bad_requests_get_openai_errors_and_server_stays_up(served_tiny):
 
 def test_concurrent_requests_are_batched_and_none_dropped(served_tiny):
     c = _client(served_tiny)
+    # The server is shared: earlier tests (n=3) already raised max_batch_rows, so count this
+    # test's batches instead.
+    before = httpx.get(served_tiny.url + "/health").json()["batches_run"]
 
     def one(i: int) -> str:
         msgs = [{"role": "user", "content": f"Question number {i}"}]
@@ -174,7 +178,7 @@ def test_concurrent_requests_are_batched_and_none_dropped(served_tiny):
         results = list(pool.map(one, range(12)))
     assert len(results) == 12 and all(r in ("stop", "length") for r in results)
     health = httpx.get(served_tiny.url + "/health").json()
-    assert health["max_batch_rows"] > 1, health  # some requests shared a batch
+    assert health["batches_run"] - before < 12, health  # some requests shared a batch
     assert health["queued"] == 0
 
 

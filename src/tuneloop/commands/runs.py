@@ -9,11 +9,6 @@ from pathlib import Path
 import click
 
 
-def _short(value: object, length: int = 12) -> str:
-    text = "" if value is None else str(value)
-    return text.split(":", 1)[-1][:length] or "—"
-
-
 def _fmt(value: object, spec: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return format(value, spec)
@@ -29,6 +24,7 @@ def _fmt(value: object, spec: str) -> str:
 def runs_command(as_json: bool, index_path: Path | None) -> None:
     """List recorded runs: model, method, data fingerprint, steps, best eval loss, suite score."""
     from tuneloop import index
+    from tuneloop.report.build import short_fingerprint
 
     path = index_path or index.default_index_path()
     rows = index.list_runs(index=path) if path.is_file() else []
@@ -54,7 +50,7 @@ def runs_command(as_json: bool, index_path: Path | None) -> None:
         score = r.get("latest_suite_score")
         suite = f"{100 * score:.1f}%" if isinstance(score, (int, float)) else "—"
         table.add_row(
-            r["name"] or "—", r["model"] or "—", r["method"] or "—", _short(r["data_fingerprint"]),
+            r["name"] or "—", r["model"] or "—", r["method"] or "—", short_fingerprint(r["data_fingerprint"]),
             _fmt(r["steps"], "d"), _fmt(r["best_eval_loss"], ".4f"), suite,
             r["status"] or "—", r["run_dir"],
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +133,15 @@ def _tracker(enabled: bool) -> Callable[[Iterable, str, int], Iterable]:
     def track(items: Iterable, description: str, total: int) -> Iterable:
         if not enabled or total < _PROGRESS_MIN_ROWS:
             return items
-        from rich.console import Console
-        from rich.progress import track as rich_track
-
-        return rich_track(items, description=description, total=total,
-                          console=Console(stderr=True), transient=True)
+        return _tracked(items, description, total)
     return track
+
+
+def _tracked(items: Iterable, description: str, total: int) -> Iterator:
+    from tuneloop.progress import eta_progress
+
+    with eta_progress(transient=True) as progress:
+        yield from progress.track(items, total=total, description=description)
 
 
 def check_files(paths: str | Path | Sequence[str | Path], *, format: str | None = None,

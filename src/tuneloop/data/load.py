@@ -454,8 +454,7 @@ def _source_rows(path_str: str, info: FileInfo) -> Iterator[_Row]:
 def load_records(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
                  field_map: str | Mapping[str, str] | None = None) -> LoadResult:
     """Read every path into Records (parsed, not validated) and Rejected unparseable rows."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
+    paths = _listify(paths)
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown format {format!r}", fix=f"use one of: {', '.join(FORMATS)}")
     mapping = parse_field_map(field_map)

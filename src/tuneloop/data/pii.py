@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from tuneloop.data.records import Record
+from tuneloop.data.validate import content_field
 
 PLACEHOLDERS = {"email": "[EMAIL]", "phone": "[PHONE]", "credit_card": "[CREDIT_CARD]",
                 "ssn": "[SSN]"}
@@ -83,8 +84,6 @@ def redact_text(text: str) -> tuple[str, Counter[str]]:
 
 def record_pii(record: Record) -> list[tuple[str, PiiMatch]]:
     """(field, match) for every finding in a record's text or turn contents."""
-    from tuneloop.data.validate import content_field
-
     if record.messages is None:
         return [("text", m) for m in find_pii(record.text or "")]
     return [(content_field(record, i), m) for i, msg in enumerate(record.messages)

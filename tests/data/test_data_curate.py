@@ -8,6 +8,7 @@ from tuneloop.data.curate import (
     dataset_stats,
     duplicate_clusters,
     exact_duplicates,
+    lsh_params,
     near_duplicates,
     percentile,
 )
@@ -74,3 +75,14 @@ def test_stats():
     assert stats.share_with_input == 0.5
     assert stats.first_words == [("explain", 2), ("what", 1)]
     assert percentile([1, 2, 3, 4, 100], 50) == 3 and percentile(list(range(1, 101)), 95) == 95
+
+
+def test_lsh_banding_keeps_recall_at_the_threshold():
+    """The banding docs/benchmarks.md states: 16 bands x 4 rows at 0.8, recall >= 99.9%."""
+    assert lsh_params(0.8, 64) == (16, 4)
+    for threshold in (0.5, 0.8, 0.95):
+        bands, rows = lsh_params(threshold, 64)
+        assert bands * rows <= 64
+        assert 1 - (1 - threshold ** rows) ** bands >= 0.999
+        # one more row per band would fall below the recall floor
+        assert 1 - (1 - threshold ** (rows + 1)) ** (64 // (rows + 1)) < 0.999

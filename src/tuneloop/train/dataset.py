@@ -21,7 +21,6 @@ class PreparedData:
     train: list[Any]
     eval: list[Any]
     dropped: dict[str, int] = field(default_factory=dict)
-    rows: dict[str, int] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)
     format: str = "chat"  # "text" when every record is raw text (continued pretraining)
 
@@ -83,5 +82,4 @@ def prepare_data(data: DataConfig, renderer: Any) -> PreparedData:
         dropped=dropped_all,
     )
     fmt = "text" if all(r.text is not None for r in train_records) else "chat"
-    return PreparedData(train=train, eval=evals, dropped=dropped_all, rows=dict(rows),
-                        fingerprint=fp, format=fmt)
+    return PreparedData(train=train, eval=evals, dropped=dropped_all, fingerprint=fp, format=fmt)

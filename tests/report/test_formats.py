@@ -99,3 +99,29 @@ def test_compare_result_json_is_read(tmp_path):
     assert (summary.columns, summary.cases, summary.flipped) == (3, 2, 1)
     assert "tuned says &lt;i&gt;q1&lt;/i&gt;" in html and "1.2000" in html
     assert "tuned vs base" in html and "not scanned: no data.train paths" in html
+
+
+def test_a_case_left_for_a_judge_says_so_in_both_formats(tmp_path):
+    """A judge check with no judge is shown as ungraded, not as a plain failure, in cases.jsonl
+    and in compare.json (the suite counts it as not passed)."""
+    from tuneloop.eval.checks import CheckContext, check_judge
+    from tuneloop.eval.compare import CompareResult
+    from tuneloop.eval.suite_run import CaseResult, SuiteResult, write_results
+
+    ungraded = check_judge("out", "is it polite?", CheckContext())
+    suite_out = tmp_path / "suite-out"
+    write_results(SuiteResult(suite="s", threshold=1.0, variant="tuned", cases=[
+        CaseResult(id="a", output="out", passed=False, checks=[ungraded], needs_judge=True)]),
+        suite_out / "tuned")
+    [col] = load_eval_dir(suite_out).columns
+    assert col.cases["a"].detail == "ungraded: needs a judge; judge: needs a judge"
+
+    cmp_out = tmp_path / "cmp"
+    cmp_out.mkdir()
+    result = CompareResult(suite="s", variants={"tuned": {"n": 1}}, pairs={}, cases=[
+        {"id": "a", "prompt": "p", "results": {"tuned": {
+            "output": "out", "passed": False, "needs_judge": True,
+            "checks": [ungraded.to_json()]}}}])
+    (cmp_out / "compare.json").write_text(json.dumps(result.to_json()))
+    [col] = load_eval_dir(cmp_out).columns
+    assert col.cases["a"].detail == "ungraded: needs a judge; judge: needs a judge"

@@ -117,17 +117,23 @@ def _failed_checks(row: dict[str, Any]) -> str:
     return "; ".join(failed)
 
 
+def _detail(row: dict[str, Any]) -> str:
+    """The failed checks; a case left ungraded (no judge) says so first, as the suite counts it
+    as not passed."""
+    detail = _failed_checks(row)
+    if row.get("needs_judge"):
+        detail = "; ".join(filter(None, ["ungraded: needs a judge", detail]))
+    return detail
+
+
 def case_from_row(row: dict[str, Any], fallback_id: str) -> CaseResult:
     """One cases.jsonl row (or compare.json case) as a CaseResult."""
-    detail = _failed_checks(row)
-    if row.get("needs_judge"):  # the suite counts it as not passed; say why
-        detail = "; ".join(filter(None, ["ungraded: needs a judge", detail]))
     return CaseResult(
         case_id=str(_first(row, _ID_KEYS, fallback_id)),
         prompt=prompt_text(_first(row, _PROMPT_KEYS)),
         output=str(_first(row, _OUTPUT_KEYS, "")),
         passed=_passed(_first(row, _PASS_KEYS)),
-        detail=detail,
+        detail=_detail(row),
         finish_reason=str(row.get("finish_reason") or ""),
     )
 
@@ -213,9 +219,7 @@ def _compare_columns(data: dict[str, Any], path: Path, label: str, warnings: lis
             if isinstance(result, dict):  # {"results": {variant: {output, pass}}}
                 output = _first(result, _OUTPUT_KEYS)
                 passed = _passed(_first(result, _PASS_KEYS))
-                detail = _failed_checks(result)
-                if result.get("needs_judge"):
-                    detail = "; ".join(filter(None, ["ungraded: needs a judge", detail]))
+                detail = _detail(result)
             else:
                 output = _per_variant(row.get("outputs"), name, _OUTPUT_KEYS)
                 passed = _passed(_per_variant(_first(row, _PASS_KEYS), name, _PASS_KEYS))

@@ -8,7 +8,7 @@ import json
 import pytest
 from rich.console import Console
 
-from tuneloop.demo import VARIANTS, run_demo
+from tuneloop.demo import VARIANTS, _prepare_workdir, run_demo
 from tuneloop.errors import UsageError
 
 
@@ -54,6 +54,9 @@ def test_quick_demo_on_tiny_model_writes_report_and_table(tiny_model_dir, tmp_pa
     # a second run refuses to clobber the workdir unless --overwrite
     with pytest.raises(UsageError, match="not empty"):
         run_demo(workdir, quick=True, progress=False, model=str(tiny_model_dir), console=console)
+    # ... and with --overwrite a previous demo (recognised by its demo.json) is cleared
+    _prepare_workdir(workdir, overwrite=True)
+    assert workdir.is_dir() and not any(workdir.iterdir())
 
 
 def test_overwrite_refuses_a_directory_that_is_not_a_demo(tmp_path, home):

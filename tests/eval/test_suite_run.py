@@ -116,9 +116,8 @@ def test_run_suite_writes_files_and_index(tiny_model_dir, tmp_path, monkeypatch)
     evals = list_evals()
     assert len(evals) == 1
     row = evals[0]
-    get = row.get if isinstance(row, dict) else (lambda k: row[k])
-    assert get("kind") == "suite" and get("name") == "tiny-suite"
-    assert get("variant") == "base+prompt" and get("score") == pytest.approx(0.5)
+    assert row["kind"] == "suite" and row["name"] == "tiny-suite"
+    assert row["variant"] == "base+prompt" and row["score"] == pytest.approx(0.5)
     with pytest.raises(EvalError, match="already exist"):
         run_suite(suite, str(tiny_model_dir), out_dir=out, variant="base+prompt")
 

@@ -42,9 +42,8 @@ def main() -> None:
 
     import torch
 
-    from tuneloop.data.render import Renderer
-    from tuneloop.infer.generate import generate
-    from tuneloop.models import load_model, model_template, resolve_model_ref
+    from tuneloop.infer.generate import generate, load_for_generation
+    from tuneloop.models import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,9 +66,7 @@ def main() -> None:
         print(f"embedded model: first load (GGUF → safetensors) {first:.1f} s, "
               f"cached load {cached:.2f} s ({first / cached:.0f}x)")
 
-    resolved = resolve_model_ref(args.model)
-    model, tok = load_model(resolved)
-    renderer = Renderer(tok, template=model_template(resolved))
+    model, tok, renderer = load_for_generation(args.model)
     prompts = [[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
                for i in range(args.prompts)]
 

@@ -78,6 +78,29 @@ def test_check_with_model_reports_token_lengths(jsonl, tiny_model_dir, capsys):
     assert data["token_lengths"]["max"] > 100
 
 
+def test_check_with_run_dir_counts_under_its_training_template(jsonl, tiny_model_dir, tmp_path,
+                                                               capsys):
+    """A run trained with --template alpaca is measured in alpaca, not the tokenizer's ChatML."""
+    import shutil
+
+    from tuneloop.data.load import load_records
+    from tuneloop.data.render import Renderer
+    from tuneloop.models import load_tokenizer, save_model_metadata
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "model")
+    save_model_metadata(run / "model", base_model=str(tiny_model_dir), method="full",
+                        template="alpaca", format="alpaca")
+    path = jsonl([alpaca(1)])
+    assert main(["data", "check", str(path), "--model", str(run), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["token_lengths"]["max"]
+    record = load_records(path).records[0]
+    tok = load_tokenizer(tiny_model_dir)
+    lengths = {t: len(Renderer(tok, template=t).render(record).example.input_ids)
+               for t in ("alpaca", "chat")}
+    assert lengths["alpaca"] != lengths["chat"] and measured == lengths["alpaca"]
+
+
 def test_split_subprocess(jsonl, tmp_path):
     """R16: the installed console script splits deterministically and writes the manifest."""
     path = jsonl([alpaca(i) for i in range(30)])

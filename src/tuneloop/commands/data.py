@@ -60,13 +60,16 @@ def check(files: tuple[str, ...], fmt: str | None, field_map: str | None, model:
     if max_length is not None and model is None:
         raise UsageError("--max-length needs --model (lengths are counted in its tokens)",
                          fix="add --model smollm2-135m-instruct (or your model)")
-    tokenizer = None
+    tokenizer, template = None, "auto"
     if model is not None:
-        from tuneloop.models import load_tokenizer
+        from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
-        tokenizer = load_tokenizer(model)
+        resolved = resolve_model_ref(model)
+        # A run dir counts tokens under the template it was trained with, as training does.
+        tokenizer, template = load_tokenizer(resolved), model_template(resolved)
     options = CheckOptions(near_dup=not no_near_dup, near_dup_threshold=near_dup_threshold,
-                           redact_pii=redact_pii, tokenizer=tokenizer, max_length=max_length,
+                           redact_pii=redact_pii, tokenizer=tokenizer, template=template,
+                           max_length=max_length,
                            against=against, ngram=ngram, progress=not as_json)
     report = check_files(list(files), format=fmt, field_map=field_map, options=options)
     if out:

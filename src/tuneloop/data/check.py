@@ -39,6 +39,7 @@ class CheckOptions:
     pii: bool = True
     redact_pii: bool = False
     tokenizer: Any = None  # with it: token-length stats (and the max_length check)
+    template: str = "auto"  # the model's template (models.model_template), as training uses it
     max_length: int | None = None
     against: Sequence[str | Path] = ()  # eval files for the contamination scan
     ngram: int = 13
@@ -235,9 +236,9 @@ def _length_step(final: dict[int, Record], options: CheckOptions, report: CheckR
         return
     from tuneloop.data.render import ANSWER_CUT, Renderer
 
-    full = Renderer(options.tokenizer)
-    limited = Renderer(options.tokenizer, max_length=options.max_length) \
-        if options.max_length else None
+    full = Renderer(options.tokenizer, template=options.template)
+    limited = Renderer(options.tokenizer, template=options.template,
+                       max_length=options.max_length) if options.max_length else None
     lengths: list[int] = []
     todo = [i for i in final if not issues.get(i)]
     for i in track(todo, "token lengths", len(todo)):

@@ -86,7 +86,8 @@ def _run_overview(run: RunData) -> dict[str, Any]:
         "best_eval_loss": run.best_eval_loss,
         "latest_suite": idx.get("latest_suite_score") if idx.get("latest_suite_score")
         is not None else _latest_metric_suite(run),
-        # run.json is newer than the index while a run is going (the index row lands at the end).
+        # run.json is newer than the index while a run is going (the index row is written at the
+        # start and the end only).
         "status": run.run_info.get("status") or idx.get("status") or "—",
         "error": run.run_info.get("error") or "",
         "path": str(run.path),

@@ -145,11 +145,10 @@ def compare(
     device: str = "cpu",
 ) -> CompareResult:
     """Run the suite (and held-out loss) on base, base+prompt and tuned; write compare.json."""
-    from tuneloop.data.render import Renderer
     from tuneloop.eval.loss import heldout_loss, load_heldout_records
-    from tuneloop.eval.suite_run import default_out_dir, run_dir_of, run_suite
+    from tuneloop.eval.suite_run import default_out_dir, renderer_for, run_dir_of, run_suite
     from tuneloop.index import record_eval
-    from tuneloop.models import model_template, resolve_model_ref
+    from tuneloop.models import resolve_model_ref
 
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     if base is None:
@@ -175,8 +174,7 @@ def compare(
                               batch_size=batch_size, judge=judge, loaded=loaded)
         results[v.name] = result
         if heldout_records is not None:
-            renderer = Renderer(loaded[1], template=model_template(v.model_ref),
-                                max_length=max_length)
+            renderer = renderer_for(v.model_ref, loaded[1], max_length=max_length)
             loss = heldout_loss(loaded[0], loaded[1], renderer, heldout_records,
                                 system_prompt=v.system_prompt, few_shot=v.few_shot,
                                 batch_size=batch_size)

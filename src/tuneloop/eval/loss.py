@@ -132,14 +132,13 @@ def heldout_loss_for_ref(
     batch_size: int = 8, device: str = "cpu", record: bool = True,
 ) -> HeldoutLoss:
     """Load a model by reference, compute its held-out loss on data files, record it."""
-    from tuneloop.data.render import Renderer
-    from tuneloop.eval.suite_run import run_dir_of
+    from tuneloop.eval.suite_run import renderer_for, run_dir_of
     from tuneloop.index import record_eval
-    from tuneloop.models import load_model, model_template
+    from tuneloop.models import load_model
 
     records = load_heldout_records(data)
     model, tokenizer = load_model(str(model_ref), device=device)
-    renderer = Renderer(tokenizer, template=model_template(str(model_ref)), max_length=max_length)
+    renderer = renderer_for(model_ref, tokenizer, max_length=max_length)
     result = heldout_loss(model, tokenizer, renderer, records, batch_size=batch_size)
     if record:
         record_eval(

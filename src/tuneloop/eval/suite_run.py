@@ -232,12 +232,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-") or "model"
 
 
-def renderer_for(ref: str | Path, tokenizer: Any) -> Any:
-    """The Renderer with the template the model was trained with (R15)."""
+def renderer_for(ref: str | Path, tokenizer: Any, *, max_length: int | None = None) -> Any:
+    """The Renderer with the template the model was trained with (R15); `max_length` truncates
+    as training does (held-out loss)."""
     from tuneloop.data.render import Renderer
     from tuneloop.models import model_template
 
-    return Renderer(tokenizer, template=model_template(str(ref)))
+    return Renderer(tokenizer, template=model_template(str(ref)), max_length=max_length)
 
 
 def run_dir_of(ref: str | Path) -> Path | None:

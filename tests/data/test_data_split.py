@@ -84,10 +84,16 @@ def test_split_files_writes_outputs_and_manifest(jsonl, tmp_path):
     assert manifest["sha256"]["test.jsonl"] == hashlib.sha256(test).hexdigest()
     assert manifest["sources"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert json.loads((out / "rejects.jsonl").read_text())["line"] == 21
+    rejects = (out / "rejects.jsonl").read_bytes()
+    assert json.loads(rejects)["line"] == 21
+    assert manifest["sha256"]["rejects.jsonl"] == hashlib.sha256(rejects).hexdigest()
     # the exact duplicate of row 4 (line 22) sits on the same side as it
     rows = [json.loads(x) for x in train.splitlines()]
     assert (rows.count(Record.chat(("user", alpaca(3)["instruction"]),
                                    ("assistant", alpaca(3)["output"])).to_json()) in (0, 2))
     again = split_files([path], tmp_path / "again", test_size=0.25, seed=0)
     assert again["sha256"] == manifest["sha256"]
+    # rerun into the same dir once the bad row is gone: no stale rejects file is left behind
+    jsonl([alpaca(i) for i in range(20)] + [alpaca(3)])
+    fixed = split_files([path], out, test_size=0.25, seed=0)
+    assert "rejects.jsonl" not in fixed["sha256"] and not (out / "rejects.jsonl").exists()

@@ -79,8 +79,9 @@ def fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _write(path: Path, records: Sequence[Record]) -> str:
-    data = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records).encode()
+def _write(path: Path, rows: Sequence[Any]) -> str:
+    """Write rows (Records or Rejected: anything with to_json) as JSONL; returns its sha256."""
+    data = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows).encode()
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
@@ -108,8 +109,9 @@ def split_files(paths: Sequence[str | Path], out_dir: str | Path, *, test_size: 
     hashes = {"train.jsonl": _write(out / "train.jsonl", result.train),
               "test.jsonl": _write(out / "test.jsonl", result.test)}
     if report.rejected:
-        report.write_rejects(out / "rejects.jsonl")
-        hashes["rejects.jsonl"] = fingerprint(out / "rejects.jsonl")
+        hashes["rejects.jsonl"] = _write(out / "rejects.jsonl", report.rejected)
+    else:  # a rerun into the same dir must not leave an earlier run's rejects behind
+        (out / "rejects.jsonl").unlink(missing_ok=True)
     manifest = {
         "seed": seed, "test_size": test_size, "near_dup_threshold": threshold,
         "rows": {"read": report.rows_read, "train": len(result.train), "test": len(result.test),

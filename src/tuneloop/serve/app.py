@@ -93,6 +93,16 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def _sse(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
@@ -172,10 +182,6 @@ def create_app(
                 f"model's context length of {engine.context_length} tokens",
                 param="max_tokens", code="context_length_exceeded")
 
-    def usage(prompt: int, completion: int) -> dict[str, int]:
-        return {"prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion}
-
     async def run_jobs(jobs: list[Job]) -> list[tuple[list, int]]:
         futures = [asyncio.wrap_future(engine.submit(j)) for j in jobs]
         try:
@@ -212,12 +218,8 @@ def create_app(
         now = int(time.time())
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(
-                _stream(engine, prompt_ids, sampling, req.n, rid, now, model_name,
-                        chat=True, include_usage=include_usage),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return _sse(_stream(engine, prompt_ids, sampling, req.n, rid, now, model_name,
+                                chat=True, include_usage=include_usage))
         [(choices, n_prompt)] = await run_jobs([Job(prompt_ids, sampling, n=req.n)])
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": now, "model": model_name,
@@ -225,7 +227,7 @@ def create_app(
                 {"index": i, "message": {"role": "assistant", "content": c.text},
                  "logprobs": None, "finish_reason": c.finish_reason}
                 for i, c in enumerate(choices)],
-            "usage": usage(n_prompt, sum(c.n_tokens for c in choices)),
+            "usage": _usage(n_prompt, sum(c.n_tokens for c in choices)),
         })
 
     @app.post("/v1/completions")
@@ -245,12 +247,9 @@ def create_app(
                 raise APIError(400, "stream=true takes a single prompt string", param="prompt",
                                code="invalid_value")
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(
-                _stream(engine, ids[0], sampling, req.n, rid, now, model_name, chat=False,
-                        include_usage=include_usage, echo=prompts[0] if req.echo else None),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return _sse(_stream(engine, ids[0], sampling, req.n, rid, now, model_name,
+                                chat=False, include_usage=include_usage,
+                                echo=prompts[0] if req.echo else None))
         results = await run_jobs([Job(p, sampling, n=req.n) for p in ids])
         out, n_prompt, n_completion = [], 0, 0
         for prompt, (choices, np_) in zip(prompts, results):
@@ -261,7 +260,7 @@ def create_app(
                             "logprobs": None, "finish_reason": c.finish_reason})
         return JSONResponse({"id": rid, "object": "text_completion", "created": now,
                              "model": model_name, "choices": out,
-                             "usage": usage(n_prompt, n_completion)})
+                             "usage": _usage(n_prompt, n_completion)})
 
     return app
 
@@ -315,9 +314,7 @@ async def _stream(engine: Engine, prompt_ids: list[int], sampling: Sampling, n: 
         except Exception:  # noqa: BLE001
             choices, n_prompt = None, 0  # the error was already sent in-band
         if choices is not None:
-            completion_tokens = sum(c.n_tokens for c in choices)
             body = {"id": rid, "object": obj, "created": created, "model": model, "choices": [],
-                    "usage": {"prompt_tokens": n_prompt, "completion_tokens": completion_tokens,
-                              "total_tokens": n_prompt + completion_tokens}}
+                    "usage": _usage(n_prompt, sum(c.n_tokens for c in choices))}
             yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"

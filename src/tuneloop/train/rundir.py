@@ -119,7 +119,7 @@ def _base_reference(ref: str) -> str:
 
 def save_final_model(
     model: Any, tokenizer: Any, renderer: Any, run_dir: Path, *, base_model: str, method: str,
-    template: str, data_format: str,
+    data_format: str,
 ) -> Path:
     """Write RUN/model (adapter or full weights, tokenizer + template, tuneloop_model.json)."""
     from tuneloop.models import save_model_metadata
@@ -131,7 +131,7 @@ def save_final_model(
     model.save_pretrained(tmp, safe_serialization=True)
     # peft writes a placeholder model card; the run's own files describe the model instead
     (tmp / "README.md").unlink(missing_ok=True)
-    template_ref = getattr(renderer, "template_name", template)
+    template_ref = renderer.template_name  # chat, alpaca, or the path of a user Jinja file
     if template_ref not in ("chat", "alpaca"):
         # a user Jinja file: keep a copy beside the weights and make it the tokenizer's template
         (tmp / "template.jinja").write_text(renderer.template_source, encoding="utf-8")

@@ -622,8 +622,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     if main:
         rundir.save_final_model(
             accelerator.unwrap_model(model, keep_torch_compile=False), tokenizer, renderer,
-            run_dir, base_model=config.model, method=config.method,
-            template=config.data.template, data_format=data.format)
+            run_dir, base_model=config.model, method=config.method, data_format=data.format)
     accelerator.wait_for_everyone()
     run_info.update({
         "status": "stopped_early" if stopped_early else "completed", "steps": step,

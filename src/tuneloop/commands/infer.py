@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -94,6 +93,7 @@ def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, tempe
     assistant message in a "messages" row (a reference answer) is not sent to the model.
     """
     from tuneloop.infer.generate import generate, load_for_generation
+    from tuneloop.train.rundir import write_atomic
 
     rows, prompts = read_prompts(input_path, system_prompt)
     model, tokenizer, renderer = load_for_generation(ref, device)
@@ -102,15 +102,10 @@ def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, tempe
                     temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
                     progress=True)
     elapsed = time.perf_counter() - start
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(
-            json.dumps({**row, "output": gen.text, "n_tokens": gen.n_tokens,
-                        "finish_reason": gen.finish_reason}, ensure_ascii=False) + "\n"
-            for row, gen in zip(rows, gens))
-    os.replace(tmp, out_path)  # never a half-written answers file
+    write_atomic(Path(out), "".join(  # never a half-written answers file
+        json.dumps({**row, "output": gen.text, "n_tokens": gen.n_tokens,
+                    "finish_reason": gen.finish_reason}, ensure_ascii=False) + "\n"
+        for row, gen in zip(rows, gens)))
     tokens = sum(g.n_tokens for g in gens)
     cut = sum(g.finish_reason == "length" for g in gens)
     click.echo(f"wrote {len(gens)} answers to {out} ({tokens} tokens, "

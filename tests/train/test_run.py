@@ -245,3 +245,23 @@ def test_failed_setup_leaves_no_empty_run_dir(make_config, tmp_path):
     with pytest.raises(ModelError):
         train(load_config(cfg), progress=False)
     assert not runs_root().exists() or list(runs_root().iterdir()) == []
+
+
+def test_custom_jinja_template_is_kept_with_the_model(make_config, tmp_path):
+    """A user .jinja template is saved as RUN/model/template.jinja, named in
+    tuneloop_model.json, and becomes the saved tokenizer's chat template (docs/training.md)."""
+    from transformers import AutoTokenizer
+
+    src = ("{% for m in messages %}[{{ m['role'] }}]:{{ '\\n' + m['content'] }}"
+           "{% if m['role'] == 'assistant' %}<|im_end|>{% endif %}{{ '\\n' }}{% endfor %}"
+           "{% if add_generation_prompt %}[assistant]:{{ '\\n' }}{% endif %}")
+    template = tmp_path / "mine.jinja"
+    template.write_text(src, encoding="utf-8")
+    cfg = make_config(data={"template": str(template), "eval_fraction": 0.0},
+                      training={"max_steps": 1, "batch_size": 8}, save={"interval": 5})
+    res = train(load_config(cfg), output_dir=tmp_path / "run", progress=False)
+    model_dir = res.run_dir / "model"
+    assert (model_dir / "template.jinja").read_text(encoding="utf-8") == src
+    meta = json.loads((model_dir / "tuneloop_model.json").read_text())
+    assert meta["template"] == "template.jinja"
+    assert AutoTokenizer.from_pretrained(model_dir).chat_template == src

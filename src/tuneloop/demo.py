@@ -237,8 +237,8 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
     from tuneloop.data.load import load_clean_records
     from tuneloop.data.split import split_files
     from tuneloop.eval.suite import load_suite
-    from tuneloop.eval.suite_run import renderer_for
-    from tuneloop.models import EMBEDDED_ALIAS, load_model
+    from tuneloop.infer.generate import load_for_generation
+    from tuneloop.models import EMBEDDED_ALIAS
     from tuneloop.report.build import write_report
     from tuneloop.train.trainer import train
 
@@ -285,14 +285,13 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
     results: dict[str, Any] = {}
     losses: dict[str, Any] = {}
     with steps.step("baselines", f"baselines: base and base+prompt on {model_ref}"):
-        base_model, tokenizer = load_model(model_ref)
-        loaded = (base_model, tokenizer, renderer_for(model_ref, tokenizer))
+        loaded = load_for_generation(model_ref)
         for variant, prompt in (("base", None), ("base+prompt", system_prompt)):
             score, results[variant], losses[variant] = _evaluate(
                 variant, loaded, model_ref, suite, heldout, evals_dir, prompt, progress)
             scores.append(score)
             steps.note(f"{variant}: pass rate {score.pass_rate:.0%}")
-        del base_model, loaded
+        del loaded  # free the base model before training
 
     with steps.step("train", "fine-tune: LoRA on the training rows"):
         config = _train_config(data_dir, split_dir, model_ref, quick)
@@ -303,8 +302,7 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
 
     with steps.step("evaluate", "evaluate: the fine-tuned model on the same suite"):
         run_ref = str(trained.run_dir)
-        tuned_model, tokenizer = load_model(run_ref)
-        loaded = (tuned_model, tokenizer, renderer_for(run_ref, tokenizer))
+        loaded = load_for_generation(run_ref)
         score, results["fine-tuned"], losses["fine-tuned"] = _evaluate(
             "fine-tuned", loaded, run_ref, suite, heldout, evals_dir, None, progress)
         scores.append(score)

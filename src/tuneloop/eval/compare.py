@@ -121,15 +121,6 @@ def contamination_summary(run_dir: Path | None, suite: Suite) -> dict[str, Any] 
     return report
 
 
-def _load(ref: str, device: str) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, renderer with the model's own template)."""
-    from tuneloop.eval.suite_run import renderer_for
-    from tuneloop.models import load_model
-
-    model, tokenizer = load_model(ref, device=device)
-    return model, tokenizer, renderer_for(ref, tokenizer)
-
-
 def compare(
     *,
     base: str | None,
@@ -148,6 +139,7 @@ def compare(
     from tuneloop.eval.loss import heldout_loss, load_heldout_records
     from tuneloop.eval.suite_run import default_out_dir, renderer_for, run_dir_of, run_suite
     from tuneloop.index import record_eval
+    from tuneloop.infer.generate import load_for_generation
     from tuneloop.models import resolve_model_ref
 
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -167,7 +159,7 @@ def compare(
         if v.model_ref != loaded_ref:
             loaded = None
             gc.collect()  # free the previous model before loading the next
-            loaded = _load(v.model_ref, device)
+            loaded = load_for_generation(v.model_ref, device)
             loaded_ref = v.model_ref
         result, _ = run_suite(suite, v.model_ref, out_dir=out, variant=v.name,
                               system_prompt=v.system_prompt, few_shot=v.few_shot,

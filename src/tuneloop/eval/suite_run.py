@@ -306,10 +306,9 @@ def run_suite(
 
     suite = _as_suite(suite)
     if loaded is None:
-        from tuneloop.models import load_model
+        from tuneloop.infer.generate import load_for_generation
 
-        model, tokenizer = load_model(str(model_ref), device=device)
-        loaded = (model, tokenizer, renderer_for(model_ref, tokenizer))
+        loaded = load_for_generation(str(model_ref), device)
     result = run_suite_on_model(*loaded, suite, system_prompt=system_prompt, few_shot=few_shot,
                                 batch_size=batch_size, judge=judge)
     result.variant = variant or slug(Path(str(model_ref)).name)

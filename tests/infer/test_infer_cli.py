@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import click
 from infer_qa import QA
 
 from tuneloop.cli import main
@@ -108,15 +107,6 @@ def test_data_preview_marks_trained_tokens(tiny_model_dir, tmp_path, capsys):
     rc = main(["data", "preview", str(data), "--model", str(tiny_model_dir), "-n", "1",
                "--plain", "--train-on-prompt"])
     assert "⟦<|im_start|>user" in capsys.readouterr().out
-
-
-def test_preview_register_creates_data_group_when_absent():
-    """`register` adds preview to an existing `data` group, or makes a minimal one."""
-    from tuneloop.commands import data_preview
-
-    bare = click.Group("tuneloop")
-    data_preview.register(bare)
-    assert "preview" in bare.commands["data"].commands
 
 
 def test_terminal_lines_until_ctrl_d(monkeypatch, capsys):

@@ -77,10 +77,7 @@ def preview(file: str, ref: str, count: int, max_length: int | None, template: s
 
 
 def register(cli: click.Group) -> None:
-    """Add `preview` to the `data` group (created if the data commands are not installed)."""
-    group = cli.commands.get("data")
-    if not isinstance(group, click.Group):
-        @cli.group("data")
-        def group() -> None:
-            """Check, curate and split instruction data."""
-    group.add_command(preview)
+    """Add `preview` to the `data` group of tuneloop.commands.data."""
+    from tuneloop.commands.data import data
+
+    data.add_command(preview)

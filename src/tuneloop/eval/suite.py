@@ -277,16 +277,3 @@ def suite_from_dict(data: dict[str, Any], *, source: str = "<memory>", text: str
         raise EvalError(what, fix="see docs/eval.md for the suite format") from None
     suite.source = source
     return suite
-
-
-_RUNNERS = ("run_suite", "run_suite_on_model", "SuiteResult", "CaseResult", "load_few_shot")
-
-
-def __getattr__(name: str) -> Any:
-    # The runners live in suite_run (which imports this module); re-exported lazily so callers
-    # can `from tuneloop.eval.suite import run_suite_on_model` without an import cycle.
-    if name in _RUNNERS:
-        from tuneloop.eval import suite_run
-
-        return getattr(suite_run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

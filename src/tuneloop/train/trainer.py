@@ -309,7 +309,7 @@ def _maybe_kill(step: int) -> None:
 
 
 def _run_suites(config: TrainConfig, model: Any, tokenizer: Any, renderer: Any) -> dict[str, float]:
-    from tuneloop.eval.suite import run_suite_on_model
+    from tuneloop.eval.suite_run import run_suite_on_model
 
     scores = {}
     for path in config.eval.suites:

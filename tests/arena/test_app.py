@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD, Rater
+from conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD, Rater, write_prompts
 from fakeserver import serve_app
 
 from tuneloop.arena.app import create_app
@@ -193,3 +193,18 @@ def test_answers_are_generated_once_and_reused(tmp_path, fake_backend):
                           progress=False)
     assert fake.state.calls - before == 2
     again.close()
+
+
+def test_answers_from_an_in_process_model_and_an_endpoint(tmp_path, fake_backend, tiny_model_dir):
+    """A local model reference (the tiny test model) and an OpenAI endpoint answer side by side."""
+    url, _ = fake_backend
+    store, ids, models = prepare(
+        write_prompts(tmp_path / "p.jsonl"),
+        [f"tiny={tiny_model_dir}", f"remote=openai:{url}#remote"], tmp_path / "a.sqlite",
+        GenParams(max_tokens=6), progress=False)
+    assert models == ["tiny", "remote"]
+    for pid in ids:
+        assert isinstance(store.answer(pid, "tiny"), str)
+        assert store.answer(pid, "remote").startswith("(etomer) answer to:")
+    assert store.missing_answers(ids, "tiny") == []
+    store.close()

@@ -98,7 +98,7 @@ def _print_results(doc: dict) -> None:
     if doc["mle_exists"] is False:
         console.print("note: some model never lost (or groups were never compared): no exact "
                       "maximum-likelihood fit exists, ratings use a weak prior", markup=False)
-    models = doc["models"]
+    models = [r["model"] for r in doc["ratings"]]  # best first, as in the ratings table
     wins = Table(title="Win rate of row over column (ties count half; n in brackets)")
     wins.add_column("")
     for m in models:

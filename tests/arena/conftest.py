@@ -32,7 +32,8 @@ def scripted_answer(model: str, messages: list[dict]) -> str:
     does not thereby show the name) and the prompt, or an XSS payload for the model 'evil'."""
     if model == "evil":
         return f"{SCRIPT_PAYLOAD} and {IMG_PAYLOAD}"
-    return f"({model[::-1]}) answer to: {messages[-1]['content']}"
+    system = f" [system: {messages[0]['content']}]" if messages[0]["role"] == "system" else ""
+    return f"({model[::-1]}) answer to: {messages[-1]['content']}{system}"
 
 
 def fake_openai_app():

@@ -208,3 +208,21 @@ def test_answers_from_an_in_process_model_and_an_endpoint(tmp_path, fake_backend
         assert store.answer(pid, "remote").startswith("(etomer) answer to:")
     assert store.missing_answers(ids, "tiny") == []
     store.close()
+
+
+def test_a_model_with_its_own_system_prompt(tmp_path, fake_backend):
+    """--system-prompt NAME=TEXT: that model answers with it, unless the prompt has its own."""
+    url, _ = fake_backend
+    rows = [{"id": "plain", "prompt": "hello"},
+            {"id": "own", "messages": [{"role": "system", "content": "Mine."},
+                                       {"role": "user", "content": "hey"}]}]
+    store, _, _ = prepare(write_prompts(tmp_path / "p.jsonl", rows),
+                          [f"base=openai:{url}#m", f"prompted=openai:{url}#m"],
+                          tmp_path / "a.sqlite", GenParams(max_tokens=4),
+                          system_args=["prompted=Be terse."], progress=False)
+    assert store.answer("plain", "base") == "(m) answer to: hello"
+    assert store.answer("plain", "prompted") == "(m) answer to: hello [system: Be terse.]"
+    assert store.answer("own", "prompted") == "(m) answer to: hey [system: Mine.]"
+    # Raters and export see the shared prompt, not a model's own system prompt.
+    assert store.prompt_messages("plain") == [{"role": "user", "content": "hello"}]
+    store.close()

@@ -159,3 +159,34 @@ def test_read_prompts_and_model_args(tmp_path):
         parse_models(["only"])
     with pytest.raises(UsageError, match="both named 'x'"):
         parse_models(["x=a", "x=b"])
+
+
+def test_db_at_first_migration_upgrades_keeping_rows(tmp_path):
+    """An arena file made by a001 only gains models.system_prompt (a002) with its rows intact."""
+    path = tmp_path / "old.sqlite"
+    db = index.connect(path)
+    assert index.migrate(db, upto=1, migrations=arena_store.MIGRATIONS) == ["a001_initial"]
+    db.execute("INSERT INTO models VALUES ('alpha', 'a-spec', 'then')")  # as a001 code wrote it
+    db.close()
+    store = ArenaStore(path)
+    assert index.applied_migrations(store.db)[-1] == "a002_model_system_prompt"
+    row = store.db.execute("SELECT name, spec, system_prompt FROM models").fetchone()
+    assert tuple(row) == ("alpha", "a-spec", None)
+    store.add_models({"alpha": "a-spec"})  # same model, no system prompt: accepted
+    with pytest.raises(ArenaDBError, match="with system prompt 'Be terse.'"):
+        store.add_models({"alpha": "a-spec"}, {"alpha": "Be terse."})
+    store.close()
+
+
+def test_system_prompt_arguments():
+    """--system-prompt must be NAME=TEXT for a known model, once per model."""
+    from tuneloop.arena.prompts import parse_system_prompts, with_system
+
+    models = {"a": "x", "b": "x"}
+    assert parse_system_prompts(["b=Be terse. a=b"], models) == {"b": "Be terse. a=b"}
+    for bad, match in ((["c=hi"], "not a --model name"), (["b"], "not NAME=TEXT"),
+                       (["b=1", "b=2"], "two --system-prompt")):
+        with pytest.raises(UsageError, match=match):
+            parse_system_prompts(bad, models)
+    assert with_system(MSG, "S") == [{"role": "system", "content": "S"}, *MSG]
+    assert with_system(MSG, None) == MSG

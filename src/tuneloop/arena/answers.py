@@ -7,6 +7,7 @@ database: a restarted arena generates only what is missing, and export reads ans
 
 from __future__ import annotations
 
+from tuneloop.arena.prompts import with_system
 from tuneloop.arena.store import ArenaStore
 from tuneloop.backends import GenParams, make_generator, parse_spec
 from tuneloop.errors import ModelError
@@ -17,8 +18,13 @@ CHUNK = 16  # prompts per backend call: progress moves, a failure loses little
 
 
 def ensure_answers(store: ArenaStore, prompts: dict[str, Messages], models: dict[str, str],
-                   params: GenParams, *, progress: bool = True) -> int:
-    """Generate and store the missing answers of every model; return how many were generated."""
+                   params: GenParams, *, system_prompts: dict[str, str] | None = None,
+                   progress: bool = True) -> int:
+    """Generate and store the missing answers of every model; return how many were generated.
+
+    A model listed in `system_prompts` answers prompts that have no system turn with that one.
+    """
+    system_prompts = system_prompts or {}
     todo = {name: store.missing_answers(list(prompts), name) for name in models}
     total = sum(len(ids) for ids in todo.values())
     if total == 0:
@@ -34,7 +40,8 @@ def ensure_answers(store: ArenaStore, prompts: dict[str, Messages], models: dict
             bar.update(task, description=f"answers from {name}")
             for start in range(0, len(ids), CHUNK):
                 chunk = ids[start:start + CHUNK]
-                texts = generator.generate([prompts[p] for p in chunk], params)
+                texts = generator.generate(
+                    [with_system(prompts[p], system_prompts.get(name)) for p in chunk], params)
                 if len(texts) != len(chunk):
                     raise ModelError(f"{name} returned {len(texts)} answers for {len(chunk)} "
                                      "prompts", where=models[name],

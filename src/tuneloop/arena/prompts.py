@@ -87,3 +87,30 @@ def parse_models(args: tuple[str, ...] | list[str]) -> dict[str, str]:
         raise UsageError(f"the arena needs at least two models, got {len(models)}",
                          where="--model", fix="pass --model twice or more")
     return models
+
+
+def parse_system_prompts(args: tuple[str, ...] | list[str], models: dict[str, str]
+                         ) -> dict[str, str]:
+    """`--system-prompt NAME=TEXT` values → model name → system prompt (NAME must be a model)."""
+    prompts: dict[str, str] = {}
+    for arg in args:
+        name, sep, text = arg.partition("=")
+        if not sep or not text.strip():
+            raise UsageError(f"--system-prompt {arg[:60]!r} is not NAME=TEXT",
+                             where="--system-prompt",
+                             fix='write --system-prompt prompted="You are a careful assistant."')
+        if name not in models:
+            raise UsageError(f"--system-prompt names {name!r}, which is not a --model name",
+                             where="--system-prompt", fix=f"use one of: {', '.join(models)}")
+        if name in prompts:
+            raise UsageError(f"two --system-prompt options for {name!r}", where="--system-prompt",
+                             fix="give each model one system prompt")
+        prompts[name] = text
+    return prompts
+
+
+def with_system(messages: Messages, system: str | None) -> Messages:
+    """The prompt a model with its own system prompt answers: the prompt's own system turn wins."""
+    if not system or any(m["role"] == "system" for m in messages):
+        return messages
+    return [{"role": "system", "content": system}, *messages]

@@ -7,21 +7,28 @@ from pathlib import Path
 
 from tuneloop.arena.answers import ensure_answers
 from tuneloop.arena.app import DEFAULT_MAX_BODY, create_app
-from tuneloop.arena.prompts import parse_models, read_prompts
+from tuneloop.arena.prompts import parse_models, parse_system_prompts, read_prompts
 from tuneloop.arena.store import ArenaStore
 from tuneloop.backends import GenParams
 from tuneloop.serve.security import check_bind, check_port_free
 
 
 def prepare(prompts_path: str | Path, model_args: list[str] | tuple[str, ...], db: str | Path,
-            params: GenParams, *, progress: bool = True) -> tuple[ArenaStore, list[str], list[str]]:
+            params: GenParams, *, system_args: list[str] | tuple[str, ...] = (),
+            progress: bool = True) -> tuple[ArenaStore, list[str], list[str]]:
     """Open `db`, record the prompts and models, generate missing answers; (store, ids, names)."""
     prompts = read_prompts(prompts_path)
     models = parse_models(model_args)
+    system_prompts = parse_system_prompts(system_args, models)
     store = ArenaStore(db)
-    store.add_prompts(prompts)
-    store.add_models(models)
-    ensure_answers(store, prompts, models, params, progress=progress)
+    try:
+        store.add_prompts(prompts)
+        store.add_models(models, system_prompts)
+        ensure_answers(store, prompts, models, params, system_prompts=system_prompts,
+                       progress=progress)
+    except BaseException:
+        store.close()
+        raise
     return store, list(prompts), list(models)
 
 
@@ -29,13 +36,15 @@ def serve_arena(prompts_path: str | Path, model_args: list[str] | tuple[str, ...
                 db: str | Path = "arena.sqlite", host: str = "127.0.0.1", port: int = 8100,
                 api_key: str | None = None, insecure: bool = False,
                 max_votes: int | None = None, params: GenParams | None = None,
+                system_args: list[str] | tuple[str, ...] = (),
                 max_body_bytes: int = DEFAULT_MAX_BODY, log_level: str = "warning") -> None:
     """Refuse an unsafe bind (R21), generate answers, and serve until interrupted."""
     import uvicorn
 
     check_bind(host, api_key, insecure)  # before any slow generation: fail fast
     check_port_free(host, port)
-    store, prompt_ids, models = prepare(prompts_path, model_args, db, params or GenParams())
+    store, prompt_ids, models = prepare(prompts_path, model_args, db, params or GenParams(),
+                                        system_args=system_args)
     app = create_app(store, prompt_ids=prompt_ids, models=models, api_key=api_key,
                      max_votes=max_votes, max_body_bytes=max_body_bytes)
     shown = f"[{host}]" if ":" in host else host

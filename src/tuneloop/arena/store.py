@@ -118,6 +118,12 @@ def a001_initial(db: sqlite3.Connection) -> None:
         _append_only(db, table)
 
 
+@migration
+def a002_model_system_prompt(db: sqlite3.Connection) -> None:
+    """A model may answer with its own system prompt (the "base + prompt" variant)."""
+    db.execute("ALTER TABLE models ADD COLUMN system_prompt TEXT")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -214,16 +220,23 @@ class ArenaStore:
                         where=str(self.path),
                         fix="give the changed prompt a new id, or start a new --db")
 
-    def add_models(self, models: dict[str, str]) -> None:
-        """Record models by name → spec; a name already stored with another spec is an error."""
+    def add_models(self, models: dict[str, str],
+                   system_prompts: dict[str, str] | None = None) -> None:
+        """Record models by name → spec (+ system prompt); a name stored otherwise is an error."""
+        system_prompts = system_prompts or {}
         with write_transaction(self.db) as db:
             for name, spec in models.items():
-                row = db.execute("SELECT spec FROM models WHERE name = ?", (name,)).fetchone()
+                system = system_prompts.get(name)
+                row = db.execute("SELECT spec, system_prompt FROM models WHERE name = ?",
+                                 (name,)).fetchone()
                 if row is None:
-                    db.execute("INSERT INTO models VALUES (?, ?, ?)", (name, spec, _now()))
-                elif row[0] != spec:
+                    db.execute("INSERT INTO models (name, spec, system_prompt, created_at) "
+                               "VALUES (?, ?, ?, ?)", (name, spec, system, _now()))
+                elif (row[0], row[1]) != (spec, system):
+                    was = row[0] + (f" with system prompt {row[1]!r}" if row[1] else "")
+                    now = spec + (f" with system prompt {system!r}" if system else "")
                     raise ArenaDBError(
-                        f"model name {name!r} is already stored for {row[0]!r}, not {spec!r}",
+                        f"model name {name!r} is already stored for {was}, not {now}",
                         where=str(self.path),
                         fix="give this model another name (--model NAME=SPEC), or start a new --db")
 

@@ -23,6 +23,10 @@ def arena_group() -> None:
 @click.option("--model", "models", multiple=True, required=True,
               help="[NAME=]SPEC: a model reference (alias, HF dir, run dir, hub id) or "
               "openai:URL#model; twice or more.")
+@click.option("--system-prompt", "system_prompts", multiple=True, metavar="NAME=TEXT",
+              help="Model NAME answers with this system prompt (prompts with their own system "
+              "turn keep it); e.g. --model plain=REF --model prompted=REF "
+              "--system-prompt prompted='Be concise.'")
 @_db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs --api-key (or --insecure).")
@@ -37,7 +41,8 @@ def arena_group() -> None:
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True,
               help="0 = greedy answers.")
 @click.option("--seed", type=int, default=None, help="Sampling seed (with --temperature > 0).")
-def serve_cmd(prompts_path: str, models: tuple[str, ...], db: Path, host: str, port: int,
+def serve_cmd(prompts_path: str, models: tuple[str, ...], system_prompts: tuple[str, ...],
+              db: Path, host: str, port: int,
               api_key: str | None, insecure: bool, max_votes: int | None, max_new_tokens: int,
               temperature: float, seed: int | None) -> None:
     """Serve the arena: every model answers every prompt once, then raters vote in a browser.
@@ -51,7 +56,8 @@ def serve_cmd(prompts_path: str, models: tuple[str, ...], db: Path, host: str, p
 
     params = GenParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
     serve_arena(prompts_path, models, db=db, host=host, port=port, api_key=api_key,
-                insecure=insecure, max_votes=max_votes, params=params)
+                insecure=insecure, max_votes=max_votes, params=params,
+                system_args=system_prompts)
 
 
 @arena_group.command("results")

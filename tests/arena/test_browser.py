@@ -106,17 +106,21 @@ def test_vote_by_click_and_by_keyboard_then_reveal(tmp_path):
             assert "0 vote(s) so far · Ada: 0" in page.inner_text("#progress")
             page.screenshot(path=str(tmp_path / "arena-battle.png"), full_page=True)
 
-            # 1. By click.
+            # 1. By click, like a rater who reads: the better (tuned) answer wins, wherever it is.
             first = page.locator("input[name=battle_id]").first.get_attribute("value")
-            page.fill("#reason", "A is precise and correct")
-            page.click("#vote-a")
+            side = "a" if page.inner_text("#answer-a") in ANSWERS["tuned-lora"].values() else "b"
+            page.fill("#reason", "precise and correct")
+            page.click(f"#vote-{side}")
             page.wait_for_selector("#verdict")
             battle = store.battle(first)
             assert page.inner_text("#model-a") == battle.model_a
             assert page.inner_text("#model-b") == battle.model_b
-            assert "A is better" in page.inner_text("#verdict")
-            assert "A is precise and correct" in page.inner_text("#verdict")
-            assert "winner" in page.get_attribute("#side-a", "class")
+            assert f"{side.upper()} is better" in page.inner_text("#verdict")
+            assert "precise and correct" in page.inner_text("#verdict")
+            assert page.inner_text(f"#model-{side}") == "tuned-lora"
+            assert "winner" in page.get_attribute(f"#side-{side}", "class")
+            assert "winner" not in page.get_attribute(f"#side-{'b' if side == 'a' else 'a'}",
+                                                      "class")
             assert "1 vote(s) so far · Ada: 1" in page.inner_text("#progress")
             page.screenshot(path=str(tmp_path / "arena-reveal.png"), full_page=True)
 
@@ -147,7 +151,7 @@ def test_vote_by_click_and_by_keyboard_then_reveal(tmp_path):
         finally:
             browser.close()
     votes = {v["battle_id"]: (v["winner"], v["reason"]) for v in store.votes()}
-    assert votes == {first: ("a", "A is precise and correct"), second: ("b", "bat"),
+    assert votes == {first: (side, "precise and correct"), second: ("b", "bat"),
                      third: ("tie", "")}
     # Offline: every request went to the arena itself (no CDN, no fonts, no analytics).
     assert requests and all(u.startswith(base) for u in requests), requests

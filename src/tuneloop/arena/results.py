@@ -68,7 +68,7 @@ def summarise(votes: list[dict[str, Any]], models: list[str], *, rounds: int = 1
               seed: int = 0, anchor: str | None = None) -> dict[str, Any]:
     """The results document for `votes` (dicts with model_a, model_b, winner, rater, prompt_id)."""
     if anchor is not None and anchor not in models:
-        raise UsageError(f"--anchor {anchor!r} is not a model in this arena",
+        raise UsageError(f"--anchor {anchor!r} is not a model in this arena", where="--anchor",
                          fix=f"use one of: {', '.join(models)}")
     counts = {m: {"votes": 0, "wins": 0, "losses": 0, "ties": 0, "both_bad": 0} for m in models}
     pair: dict[tuple[str, str], dict[str, float]] = defaultdict(

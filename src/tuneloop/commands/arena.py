@@ -90,6 +90,10 @@ def _print_results(doc: dict) -> None:
     console = Console(highlight=False)
     console.print(f"{doc['votes']} vote(s) from {doc['raters']} rater(s): {doc['decisive']} "
                   f"decisive, {doc['ties']} tie(s), {doc['both_bad']} both bad", markup=False)
+    if not doc["votes"]:
+        console.print("no votes yet: open the arena (`tuneloop arena serve`) and rate a few "
+                      "battles", markup=False)
+        return
     table = Table(title="Bradley-Terry ratings (95% bootstrap interval) and online Elo (K=4)")
     for col in ("rank", "model", "rating", "95% interval", "elo", "votes", "wins", "losses",
                 "ties", "both bad"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD, Rater, write_prompts
+from arenahelp import IMG_PAYLOAD, SCRIPT_PAYLOAD, Rater, write_prompts
 from fakeserver import serve_app
 
 from tuneloop.arena.app import create_app

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Rater, write_prompts
+from arenahelp import Rater, write_prompts
 from fakeserver import free_port
 
 from tuneloop.arena.export import preference_rows

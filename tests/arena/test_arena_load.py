@@ -8,7 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from conftest import Rater
+from arenahelp import Rater
 
 CLIENTS = 20
 VOTES_EACH = 10

@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from test_browser import CHROMIUM_ARGS, _chromium
+from arenahelp import CHROMIUM_ARGS, chromium_path
 
 from tuneloop.arena.results import arena_results
 from tuneloop.arena.store import ArenaStore
@@ -77,7 +77,7 @@ def test_arena_section_in_headless_chromium(tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", "--arena", str(db), "--out", str(out)]) == 0
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.goto(out.as_uri())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Rater, write_prompts
+from arenahelp import Rater, write_prompts
 from fakeserver import serve_app
 
 from tuneloop.arena.app import create_app

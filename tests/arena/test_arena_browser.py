@@ -1,24 +1,19 @@
 """The arena as raters use it: headless Chromium clicks and types against a real server (R22, R23).
 
 Screenshots of the battle and reveal pages are written to the test's tmp dir (a test artifact; the
-copy in docs/img/arena.png comes from this test).
+copies in docs/img/arena*.png come from these tests).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import IMG_PAYLOAD, SCRIPT_PAYLOAD
+from arenahelp import CHROMIUM_ARGS, IMG_PAYLOAD, SCRIPT_PAYLOAD, chromium_path
 from fakeserver import serve_app
 
 from tuneloop.arena.app import create_app
 from tuneloop.arena.store import ArenaStore
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 PROMPTS = {
     "overfit": [{"role": "user", "content": "Explain overfitting in one sentence."}],
@@ -58,16 +53,6 @@ REPOST = """([battle, csrf]) => {
 }"""
 
 
-def _chromium() -> str:
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    found = shutil.which("chromium")
-    if found:
-        return found
-    pytest.fail(f"{CHROMIUM} not found: run `apt-get install -y chromium` (the Makefile's test "
-                "target does this); browser tests must run, not skip")
-
-
 def _store(path: Path, answers: dict[str, dict[str, str]]) -> ArenaStore:
     """An arena with precomputed answers (no model needed)."""
     store = ArenaStore(path)
@@ -95,7 +80,7 @@ def test_vote_by_click_and_by_keyboard_then_reveal(tmp_path):
     app = create_app(store, prompt_ids=list(PROMPTS), models=list(ANSWERS))
     requests: list[str] = []
     with serve_app(app) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 760})
             page.on("request", lambda r: requests.append(r.url))
@@ -172,7 +157,7 @@ def test_script_and_img_onerror_answers_render_inert(tmp_path):
     store = _store(tmp_path / "arena.sqlite", answers)
     app = create_app(store, prompt_ids=list(PROMPTS), models=list(answers))
     with serve_app(app) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             dialogs: list[str] = []

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
+from tuneloop.commands.data import data
+from tuneloop.data.load import load_records
+from tuneloop.data.render import Renderer
 from tuneloop.errors import DataError
+from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
 # Trained tokens stand out; masked ones (prompt, template glue) are dimmed.
 TRAINED_STYLE = "bold black on green"
@@ -32,10 +36,6 @@ def preview(file: str, ref: str, count: int, max_length: int | None, template: s
     """
     from rich.console import Console
     from rich.text import Text
-
-    from tuneloop.data.load import load_records
-    from tuneloop.data.render import Renderer
-    from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
     loaded = load_records([file], format=fmt)
     if not loaded.records:
@@ -78,6 +78,4 @@ def preview(file: str, ref: str, count: int, max_length: int | None, template: s
 
 def register(cli: click.Group) -> None:
     """Add `preview` to the `data` group of tuneloop.commands.data."""
-    from tuneloop.commands.data import data
-
     data.add_command(preview)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import click
 
+from tuneloop.backends import GenParams
+from tuneloop.commands.eval import eval_group
+from tuneloop.index import record_eval
+from tuneloop.workspace import workspace_home
+
 
 @click.command("judge")
 @click.option("--questions", "questions_path", required=True, type=click.Path(dir_okay=False),
@@ -38,9 +43,8 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
     from rich.console import Console
 
-    from tuneloop.backends import GenParams
+    # lazy: tuneloop.eval.judge pulls the suite modules' deps, ~30 ms of CLI start-up
     from tuneloop.eval.judge import load_questions, load_references, run_judge, summary_table
-    from tuneloop.workspace import workspace_home
 
     questions = load_questions(questions_path)
     if reference_path:
@@ -63,8 +67,6 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
-    from tuneloop.index import record_eval
-
     name = f"judge-{summary['mode']}"
     for r in summary["results"]:
         if summary["mode"] == "single":
@@ -82,6 +84,4 @@ def _record(summary: dict, out) -> None:
 
 def register(cli: click.Group) -> None:
     """Add `judge` to the `eval` group of tuneloop.commands.eval."""
-    from tuneloop.commands.eval import eval_group
-
     eval_group.add_command(judge_cmd)

@@ -26,7 +26,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneloop.config import load_config
 from tuneloop.data.check import CheckOptions, check_files, load_clean_records
 from tuneloop.data.contamination import contamination_report
 from tuneloop.data.render import Renderer
@@ -39,7 +38,7 @@ from tuneloop.eval.suite_run import run_suite
 from tuneloop.infer.generate import load_for_generation
 from tuneloop.models import EMBEDDED_ALIAS
 from tuneloop.report.build import write_report
-from tuneloop.train.trainer import train
+from tuneloop.train import load_config, train
 
 DEMO_FILES = ("handbook.md", "faq.md", "meeting_notes.md", "train.jsonl", "suite.yaml",
               "system_prompt.txt", "demo.yaml")

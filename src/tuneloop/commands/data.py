@@ -9,7 +9,6 @@ import click
 
 from tuneloop.data.load import FORMATS
 from tuneloop.errors import DataError, UsageError
-from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
 
 @click.group("data")
@@ -56,9 +55,10 @@ def check(files: tuple[str, ...], fmt: str | None, field_map: str | None, model:
     rows too long for --max-length. Exit 0 when usable rows remain, 1 when none remain (or any
     issue with --strict), 2 on usage errors.
     """
-    # lazy: the check pipeline (MinHash, PII, suites for --against) is ~0.25 s of CLI start-up
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.data.check import CheckOptions, check_files
     from tuneloop.eval.contamination import load_eval_items
+    from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
     if max_length is not None and model is None:
         raise UsageError("--max-length needs --model (lengths are counted in its tokens)",
@@ -108,7 +108,7 @@ def split(files: tuple[str, ...], test_size: float, seed: int, out_dir: str, fmt
     Writes OUT_DIR/train.jsonl, test.jsonl, manifest.json (row counts, sha256 of each file, seed,
     sources) and rejects.jsonl for rows that cannot be used.
     """
-    # lazy: the check pipeline split uses is ~35 ms of CLI start-up
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.data.split import split_files
 
     manifest = split_files(list(files), out_dir, test_size=test_size, seed=seed, format=fmt,

@@ -5,10 +5,7 @@ from __future__ import annotations
 import click
 
 from tuneloop.commands.data import data
-from tuneloop.data.load import load_records
-from tuneloop.data.render import Renderer
 from tuneloop.errors import DataError
-from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
 # Trained tokens stand out; masked ones (prompt, template glue) are dimmed.
 TRAINED_STYLE = "bold black on green"
@@ -36,6 +33,11 @@ def preview(file: str, ref: str, count: int, max_length: int | None, template: s
     """
     from rich.console import Console
     from rich.text import Text
+
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.data.load import load_records
+    from tuneloop.data.render import Renderer
+    from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
     loaded = load_records([file], format=fmt)
     if not loaded.records:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tuneloop.backends import GenParams
 from tuneloop.commands.eval import eval_group
-from tuneloop.index import record_eval
-from tuneloop.workspace import workspace_home
 
 
 @click.command("judge")
@@ -43,8 +40,10 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
     from rich.console import Console
 
-    # lazy: tuneloop.eval.judge pulls the suite modules' deps, ~30 ms of CLI start-up
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.backends import GenParams
     from tuneloop.eval.judge import load_questions, load_references, run_judge, summary_table
+    from tuneloop.workspace import workspace_home
 
     questions = load_questions(questions_path)
     if reference_path:
@@ -67,6 +66,9 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.index import record_eval
+
     name = f"judge-{summary['mode']}"
     for r in summary["results"]:
         if summary["mode"] == "single":

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from tuneloop import index
-
 
 def _fmt(value: object, spec: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -25,7 +23,8 @@ def _fmt(value: object, spec: str) -> str:
 )
 def runs_command(as_json: bool, index_path: Path | None) -> None:
     """List recorded runs: model, method, data fingerprint, steps, best eval loss, suite score."""
-    # lazy: tuneloop.report (plots, tables, templates) is ~40 ms of CLI start-up
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop import index
     from tuneloop.report.build import short_fingerprint
 
     path = index_path or index.default_index_path()
@@ -93,7 +92,7 @@ def report_command(
     Loss curves, suite pass rates per variant and checkpoint, per-case outputs with flipped cases
     highlighted, config diff, data fingerprints and contamination. Opens offline; runs no scripts.
     """
-    # lazy: tuneloop.report (plots, tables, templates) is ~40 ms of CLI start-up
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.report import write_report
 
     summary = write_report(

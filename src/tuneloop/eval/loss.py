@@ -20,7 +20,7 @@ from tuneloop.errors import EvalError
 from tuneloop.index import record_eval
 from tuneloop.infer.generate import load_for_generation
 from tuneloop.models import renderer_for, run_dir_of
-from tuneloop.train.trainer import evaluate_loss
+from tuneloop.train import evaluate_loss
 
 IGNORE_INDEX = -100
 

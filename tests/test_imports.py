@@ -45,3 +45,21 @@ def test_help_loads_only_the_command_layer():
     heavy = {"torch", "transformers", "peft", "accelerate", "datasets", "numpy", "pydantic",
              "yaml", "fastapi", "uvicorn", "rich", "jinja2", "matplotlib"}
     assert sorted(heavy & {m.split(".")[0] for m in loaded}) == []
+
+
+def test_architecture_doc_draws_the_contract_layers():
+    """docs/architecture.md's layer diagram lists exactly the contract's layers, in order."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "layers")
+    want = [[f"tuneloop.{m.strip().strip('()')}" for m in layer.split("|")]
+            for layer in contract["layers"]]
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    diagram = doc.split("## Layers", 1)[1].split("```", 2)[1]
+    drawn = [[m.strip() for m in line.split("  ")[0].split("|")]
+             for line in diagram.splitlines() if line.startswith("tuneloop.")]
+    assert drawn == want

@@ -53,8 +53,8 @@ def main() -> None:
 
     import torch
 
-    from tuneloop.eval.suite_run import renderer_for, run_suite_on_model
-    from tuneloop.models import load_model
+    from tuneloop.eval.suite_run import run_suite_on_model
+    from tuneloop.models import load_model, renderer_for
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -132,7 +132,10 @@ class Decoder:
             pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(
                 self.stop_ids, default=0)
         self.pad_id = int(pad_id)
-        self.share_prefix = share_prefix
+        # A sliding-window cache cannot be cropped to a shorter shared prefix: no sharing there.
+        text_cfg = getattr(model, "config", None)
+        sliding = getattr(text_cfg, "sliding_window", None) if text_cfg is not None else None
+        self.share_prefix = share_prefix and not sliding
         self.prefix_min_tokens = prefix_min_tokens
         cfg = getattr(model, "config", None)
         limit = getattr(cfg, "max_position_embeddings", None)

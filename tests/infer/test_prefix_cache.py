@@ -105,3 +105,19 @@ def test_embedded_model_shared_system_prompt_identical():
     plain = generate(model, tok, renderer, prompts, share_prefix=False, **kw)
     assert cached == plain
     assert all(g.text for g in cached)
+
+
+def test_a_failed_batch_leaves_no_broken_prefix_behind(varied):
+    """R25: an error while computing a prefix (a bad token id) does not poison later batches."""
+    model, tok, renderer = varied
+    params = GenParams(max_tokens=3)
+    ids = [renderer.prompt_ids(m) for m in _prompts(SYSTEM, QUESTIONS[:2])]
+    decoder = Decoder(model, tok, renderer.stop_token_ids)
+    decoder.decode([Row(i, params) for i in ids])  # keeps SYSTEM's prefix
+    bad = [i[:40] + [10**9] + i[40:] for i in ids]  # shares the start, then an impossible id
+    with pytest.raises(IndexError):
+        decoder.decode([Row(i, params) for i in bad])
+    got = decoder.decode([Row(i, params) for i in ids])
+    want = Decoder(model, tok, renderer.stop_token_ids, share_prefix=False).decode(
+        [Row(i, params) for i in ids])
+    assert [r.text for r in got] == [r.text for r in want]

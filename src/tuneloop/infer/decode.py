@@ -230,6 +230,7 @@ class Decoder:
         if shared < self.prefix_min_tokens:
             return 0, None
         known, cache = self._prefix if self._prefix is not None else ([], None)
+        self._prefix = None  # mutated below: never keep a half-extended cache after an error
         reuse = _common_length(known, [prompts[0][:shared]], shared)
         if reuse < self.prefix_min_tokens or cache is None:
             reuse, cache = 0, self._new_cache()

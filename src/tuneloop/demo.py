@@ -26,7 +26,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tuneloop.data.check import CheckOptions, check_files, load_clean_records
+from tuneloop.data.contamination import contamination_report
+from tuneloop.data.render import Renderer
+from tuneloop.data.split import split_files
 from tuneloop.errors import DataError, UsageError
+from tuneloop.eval.compare import CompareResult, win_loss
+from tuneloop.eval.loss import heldout_loss
+from tuneloop.eval.suite import load_suite
+from tuneloop.eval.suite_run import run_suite
+from tuneloop.infer.generate import load_for_generation
+from tuneloop.models import EMBEDDED_ALIAS
+from tuneloop.report.build import write_report
+from tuneloop.train import load_config, train
 
 DEMO_FILES = ("handbook.md", "faq.md", "meeting_notes.md", "train.jsonl", "suite.yaml",
               "system_prompt.txt", "demo.yaml")
@@ -148,8 +160,6 @@ def _quick_prompt(system_prompt: str) -> str:
 
 def _train_config(data_dir: Path, split_dir: Path, model_ref: str, quick: bool) -> Any:
     """demo.yaml with the split's files, the chosen model, and --quick's step cap."""
-    from tuneloop.config import load_config
-
     overrides = [f"data.train=[{json.dumps(str(split_dir / 'train.jsonl'))}]",
                  f"data.eval=[{json.dumps(str(split_dir / 'test.jsonl'))}]",
                  f"model={json.dumps(model_ref)}"]
@@ -162,10 +172,6 @@ def _evaluate(variant: str, loaded: tuple[Any, Any, Any], model_ref: str, suite:
               heldout: list[Any], evals_dir: Path, system_prompt: str | None,
               progress: bool) -> tuple[VariantScore, Any, Any]:
     """Run the suite and the held-out loss for one variant; results land in evals_dir/variant."""
-    from tuneloop.data.render import Renderer
-    from tuneloop.eval.loss import heldout_loss
-    from tuneloop.eval.suite_run import run_suite
-
     start = time.perf_counter()
     result, _ = run_suite(suite, model_ref, out_dir=evals_dir, variant=variant,
                           system_prompt=system_prompt, batch_size=8, loaded=loaded)
@@ -189,8 +195,6 @@ def _write_compare(evals_dir: Path, scores: list[VariantScore], results: dict[st
                    contamination: dict[str, Any]) -> Path:
     """compare.json in `tuneloop eval compare`'s schema (docs/eval.md), which the report reads."""
     from itertools import combinations
-
-    from tuneloop.eval.compare import CompareResult, win_loss
 
     names = list(results)
     first = results[names[0]]
@@ -231,16 +235,6 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
              model: str | None = None, overwrite: bool = False, console: Any = None) -> DemoResult:
     """Run the whole loop on the shipped demo data in `workdir`; print and return the table."""
     from rich.console import Console
-
-    from tuneloop.data.check import CheckOptions, check_files
-    from tuneloop.data.contamination import contamination_report
-    from tuneloop.data.load import load_clean_records
-    from tuneloop.data.split import split_files
-    from tuneloop.eval.suite import load_suite
-    from tuneloop.infer.generate import load_for_generation
-    from tuneloop.models import EMBEDDED_ALIAS
-    from tuneloop.report.build import write_report
-    from tuneloop.train.trainer import train
 
     console = console or Console()
     model_ref = model or EMBEDDED_ALIAS

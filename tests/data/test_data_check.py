@@ -6,8 +6,8 @@ import json
 
 from data_rows import alpaca
 
-from tuneloop.data.check import CheckOptions, check_files
-from tuneloop.data.load import load_clean_records, load_records
+from tuneloop.data.check import CheckOptions, check_files, load_clean_records
+from tuneloop.data.load import load_records
 from tuneloop.data.render import Renderer
 from tuneloop.errors import DataError
 

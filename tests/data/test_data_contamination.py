@@ -53,6 +53,7 @@ def test_short_eval_items_matched_whole():
 def test_against_a_suite_yaml_names_the_case(tmp_path):
     """R16: `data check TRAIN --against SUITE.yaml` scans each case's prompt and reference."""
     from tuneloop.data.check import CheckOptions, check_files
+    from tuneloop.eval.contamination import load_eval_items
 
     suite = tmp_path / "suite.yaml"
     suite.write_text("name: s\ncases:\n"
@@ -64,7 +65,9 @@ def test_against_a_suite_yaml_names_the_case(tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text('{"instruction": "Tell me", "output": "Paris is the capital and largest '
                      'city of France."}\n{"instruction": "Hi", "output": "Hello there"}\n')
-    report = check_files(train, options=CheckOptions(against=[suite], ngram=8))
+    # the eval side turns the suite into texts; the data side scans them
+    report = check_files(train, options=CheckOptions(against=load_eval_items([suite]),
+                                                     ngram=8))
     cont = report.contamination
     assert cont.n_items == 2
     assert [(i.where, i.train_rows) for i in cont.items] == [(f"{suite}#capital",

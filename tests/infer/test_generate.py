@@ -64,7 +64,7 @@ def test_sampling_is_seeded(trained):
     """Sampling with a seed is reproducible; temperature > 0 really samples."""
     model, tok, renderer = trained
     prompts = _prompts(["hi", "Paris"] * 2)
-    kw = {"max_new_tokens": 6, "temperature": 5.0, "top_p": 1.0, "progress": False}
+    kw = {"max_new_tokens": 6, "temperature": 2.0, "top_p": 1.0, "progress": False}
     a = generate(model, tok, renderer, prompts, seed=7, **kw)
     b = generate(model, tok, renderer, prompts, seed=7, **kw)
     c = generate(model, tok, renderer, prompts, seed=8, **kw)

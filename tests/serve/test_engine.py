@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tuneloop.serve.engine import Engine, Job, Sampling, _Row, _Tracker
+from tuneloop.infer.decode import Tracker as _Tracker
+from tuneloop.infer.params import GenParams as Sampling
+from tuneloop.serve.engine import Engine, Job, _Row
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +74,15 @@ def test_tracker_holds_back_stop_prefixes_and_cuts():
     job = Job([1], Sampling(max_tokens=50, stop=("END",)),
               on_event=lambda *e: events.append(e))
     row = _Row(job, 0)
-    tr = _Tracker([row], _FakeTok(), {0}, prompt_len=0)
+    tr = _Tracker(_FakeTok(), {0})
     for ch in "abcEN":
-        tr._advance(row, ord(ch))
+        tr.advance(row, ord(ch))
     # "EN" could start "END": not streamed yet.
     assert "".join(e[2] for e in events if e[0] == "delta") == "abc"
-    tr._advance(row, ord("X"))  # not a stop after all: released
+    tr.advance(row, ord("X"))  # not a stop after all: released
     assert "".join(e[2] for e in events if e[0] == "delta") == "abcENX"
     for ch in "yEND":
-        tr._advance(row, ord(ch))
+        tr.advance(row, ord(ch))
     assert row.text == "abcENXy" and row.finish == "stop"
     assert "".join(e[2] for e in events if e[0] == "delta") == "abcENXy"
     assert events[-1] == ("finish", 0, "stop")
@@ -90,12 +92,12 @@ def test_tracker_end_of_turn_and_length():
     events = []
     job = Job([1], Sampling(max_tokens=2), on_event=lambda *e: events.append(e))
     row = _Row(job, 0)
-    tr = _Tracker([row], _FakeTok(), {0}, prompt_len=0)
-    tr._advance(row, ord("a"))
-    tr._advance(row, 0)  # end-of-turn id: finish "stop", not part of the text
+    tr = _Tracker(_FakeTok(), {0})
+    tr.advance(row, ord("a"))
+    tr.advance(row, 0)  # end-of-turn id: finish "stop", not part of the text
     assert (row.text, row.finish) == ("a", "stop")
     row2 = _Row(Job([1], Sampling(max_tokens=2)), 0)
-    tr2 = _Tracker([row2], _FakeTok(), {0}, prompt_len=0)
-    tr2._advance(row2, ord("a"))
-    tr2._advance(row2, ord("b"))
+    tr2 = _Tracker(_FakeTok(), {0})
+    tr2.advance(row2, ord("a"))
+    tr2.advance(row2, ord("b"))
     assert (row2.text, row2.finish) == ("ab", "length")

@@ -7,55 +7,21 @@ params)`. A spec names a backend the same way everywhere (CLI flags and config f
 - `openai:<base_url>#<model>` → any OpenAI-compatible server (API key from $OPENAI_API_KEY);
 - a mapping `{"type": "local", "ref": ...}` or `{"type": "openai", "base_url": ..., "model": ...,
   "api_key_env": ..., "max_concurrency": ..., "max_retries": ..., "cache": ...}`.
+
+`GenParams` (the one sampling-parameters type) is defined in `tuneloop.infer.params` and
+re-exported here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from tuneloop.backends.base import Generator, Messages
+from tuneloop.backends.cache import CachedGenerator
+from tuneloop.backends.local import LocalGenerator
+from tuneloop.backends.openai_compat import OpenAIGenerator
 from tuneloop.errors import ConfigError
-
-Messages = list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class GenParams:
-    """Sampling parameters shared by every backend (temperature 0 = greedy)."""
-
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        # Accept a list for convenience but keep the dataclass hashable (it keys batches/caches).
-        object.__setattr__(self, "stop", tuple(self.stop or ()))
-        if self.max_tokens < 1:
-            raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ConfigError(f"temperature must be in [0, 2], got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (used in cache keys and judgment records)."""
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Anything that turns chat prompts into completions, one string per prompt, in order."""
-
-    name: str
-
-    def generate(self, prompts: list[Messages], params: GenParams) -> list[str]:
-        """Return one completion per prompt (same order)."""
-        ...
-
+from tuneloop.infer.params import GenParams
 
 _OPENAI_KEYS = {"type", "base_url", "model", "api_key_env", "max_concurrency", "max_retries",
                 "timeout", "cache"}
@@ -102,17 +68,11 @@ def make_generator(spec: str | dict[str, Any]) -> Generator:
     kind = conf.pop("type")
     cache = conf.pop("cache", None)
     if kind == "openai":
-        from tuneloop.backends.openai_compat import OpenAIGenerator
-
         gen: Generator = OpenAIGenerator(**conf)
         cache = True if cache is None else cache  # remote calls cost money/time: cache by default
     else:
-        from tuneloop.backends.local import LocalGenerator
-
         gen = LocalGenerator(**conf)
     if cache:
-        from tuneloop.backends.cache import CachedGenerator
-
         gen = CachedGenerator(gen, path=None if cache is True else cache)
     return gen
 

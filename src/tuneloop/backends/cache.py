@@ -9,13 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-from tuneloop.backends import Generator, GenParams, Messages
+from tuneloop.backends.base import Generator, GenParams, Messages
+from tuneloop.workspace import workspace_home
 
 
 def default_cache_path() -> Path:
     """`<workspace home>/cache/generations.sqlite`."""
-    from tuneloop.workspace import workspace_home
-
     return workspace_home() / "cache" / "generations.sqlite"
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tuneloop.backends import GenParams, Messages
+from tuneloop.backends.base import GenParams, Messages
+from tuneloop.infer.generate import generate, load_for_generation
 
 
 class LocalGenerator:
@@ -21,8 +22,6 @@ class LocalGenerator:
 
     def _load(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
-            from tuneloop.infer.generate import load_for_generation
-
             self._loaded = load_for_generation(self.ref, self.device)
         return self._loaded
 
@@ -30,8 +29,6 @@ class LocalGenerator:
         """One completion per prompt, batched `batch_size` at a time."""
         if not prompts:
             return []
-        from tuneloop.infer.generate import generate
-
         with self._lock:
             model, tokenizer, renderer = self._load()
             outs = generate(

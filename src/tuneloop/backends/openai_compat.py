@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from tuneloop.backends import GenParams, Messages
+from tuneloop.backends.base import GenParams, Messages
 from tuneloop.errors import ModelError
 
 

@@ -55,22 +55,24 @@ def check(files: tuple[str, ...], fmt: str | None, field_map: str | None, model:
     rows too long for --max-length. Exit 0 when usable rows remain, 1 when none remain (or any
     issue with --strict), 2 on usage errors.
     """
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.data.check import CheckOptions, check_files
+    from tuneloop.eval.contamination import load_eval_items
+    from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
     if max_length is not None and model is None:
         raise UsageError("--max-length needs --model (lengths are counted in its tokens)",
                          fix="add --model smollm2-135m-instruct (or your model)")
     tokenizer, template = None, "auto"
     if model is not None:
-        from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
-
         resolved = resolve_model_ref(model)
         # A run dir counts tokens under the template it was trained with, as training does.
         tokenizer, template = load_tokenizer(resolved), model_template(resolved)
     options = CheckOptions(near_dup=not no_near_dup, near_dup_threshold=near_dup_threshold,
                            redact_pii=redact_pii, tokenizer=tokenizer, template=template,
                            max_length=max_length,
-                           against=against, ngram=ngram, progress=not as_json)
+                           against=load_eval_items(against) if against else None,
+                           ngram=ngram, progress=not as_json)
     report = check_files(list(files), format=fmt, field_map=field_map, options=options)
     if out:
         report.write_clean(out)
@@ -106,6 +108,7 @@ def split(files: tuple[str, ...], test_size: float, seed: int, out_dir: str, fmt
     Writes OUT_DIR/train.jsonl, test.jsonl, manifest.json (row counts, sha256 of each file, seed,
     sources) and rejects.jsonl for rows that cannot be used.
     """
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.data.split import split_files
 
     manifest = split_files(list(files), out_dir, test_size=test_size, seed=seed, format=fmt,

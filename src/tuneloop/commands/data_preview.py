@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from tuneloop.commands.data import data
 from tuneloop.errors import DataError
 
 # Trained tokens stand out; masked ones (prompt, template glue) are dimmed.
@@ -33,6 +34,7 @@ def preview(file: str, ref: str, count: int, max_length: int | None, template: s
     from rich.console import Console
     from rich.text import Text
 
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.data.load import load_records
     from tuneloop.data.render import Renderer
     from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
@@ -78,6 +80,4 @@ def preview(file: str, ref: str, count: int, max_length: int | None, template: s
 
 def register(cli: click.Group) -> None:
     """Add `preview` to the `data` group of tuneloop.commands.data."""
-    from tuneloop.commands.data import data
-
     data.add_command(preview)

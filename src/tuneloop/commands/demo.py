@@ -29,6 +29,7 @@ def demo_command(workdir: str, overwrite: bool, quick: bool, model_ref: str | No
     the invented Marrowick Tide Co-op, so no pretrained model knows its facts; the table shows
     pass rate, fact accuracy, style accuracy and held-out loss per variant.
     """
+    # lazy: the demo pulls train, eval and report (pydantic, yaml), ~0.5 s of CLI start-up
     from tuneloop.demo import run_demo
 
     run_demo(workdir, quick=quick, progress=not no_progress, model=model_ref,

@@ -1,4 +1,8 @@
-"""`tuneloop eval`: task suites, prompt-vs-fine-tune comparison, held-out loss, multiple choice."""
+"""`tuneloop eval`: task suites, prompt-vs-fine-tune comparison, held-out loss, multiple choice.
+
+Command modules are imported each time the CLI starts, so library modules are imported inside
+the commands that use them (tuneloop.eval alone pulls pydantic and yaml, ~0.3 s).
+"""
 
 from __future__ import annotations
 
@@ -35,12 +39,14 @@ def _system_prompt(value: str | None) -> str | None:
 def _few_shot(path: str | None, k: int) -> list | None:
     if path is None:
         return None
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.eval.suite_run import load_few_shot
 
     return load_few_shot(path, k)
 
 
 def _variant_names(models: tuple[str, ...], prompted: bool) -> list[str]:
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.eval.suite_run import slug
 
     names: list[str] = []
@@ -96,6 +102,7 @@ def suite_cmd(suite_path: str, models: tuple[str, ...],
     OUT/<variant>/cases.jsonl (one line per case) and summary.json. Judge checks with no judge
     report "needs a judge" and count as not passed.
     """
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.eval.suite import load_suite
     from tuneloop.eval.suite_run import default_out_dir, print_table, run_suite
 
@@ -149,6 +156,7 @@ def compare_cmd(base: str | None, tuned: str, suite_path: str, system_prompt: st
     the same way training does. Prints the variants side by side and per-case wins/losses and
     writes OUT/compare.json (schema: docs/eval.md) plus OUT/<variant>/cases.jsonl.
     """
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.eval.compare import compare, print_compare
 
     result = compare(base=base, tuned=tuned, suite=suite_path,
@@ -172,6 +180,7 @@ def compare_cmd(base: str | None, tuned: str, suite_path: str, system_prompt: st
 def loss_cmd(models: tuple[str, ...], data: tuple[str, ...], max_length: int, as_json: bool,
              batch_size: int, device: str) -> None:
     """Held-out loss and perplexity (same rendering and answer-only mask as training)."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.eval.loss import heldout_loss_for_ref
 
     rows = {}
@@ -226,6 +235,7 @@ def mc_cmd(items_path: str | None, model_ref: str, prompt_format: str | None,
     if lm_eval_tasks is not None:
         from lm_eval.utils import make_table  # imported here: lm-eval is optional
 
+        # lazy: CLI start-up (every command module loads on each `tuneloop` call)
         from tuneloop.eval.mc import run_lm_eval
 
         results = run_lm_eval(model_ref, lm_eval_tasks, device=device, batch_size=batch_size)
@@ -234,10 +244,10 @@ def mc_cmd(items_path: str | None, model_ref: str, prompt_format: str | None,
 
 def _mc_file(items_path: str, model_ref: str, prompt_format: str | None, out_dir: str | None,
              batch_size: int, device: str) -> None:
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.eval.mc import PROMPT_FORMAT, load_mc_items, score_mc
-    from tuneloop.eval.suite_run import run_dir_of
     from tuneloop.index import record_eval
-    from tuneloop.models import load_model
+    from tuneloop.models import load_model, run_dir_of
 
     # a shell cannot easily pass a newline: "\n" in the option means one
     fmt = prompt_format.replace("\\n", "\n") if prompt_format else PROMPT_FORMAT

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tuneloop.commands.eval import eval_group
+
 
 @click.command("judge")
 @click.option("--questions", "questions_path", required=True, type=click.Path(dir_okay=False),
@@ -38,6 +40,7 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
     from rich.console import Console
 
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.backends import GenParams
     from tuneloop.eval.judge import load_questions, load_references, run_judge, summary_table
     from tuneloop.workspace import workspace_home
@@ -63,6 +66,7 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.index import record_eval
 
     name = f"judge-{summary['mode']}"
@@ -82,6 +86,4 @@ def _record(summary: dict, out) -> None:
 
 def register(cli: click.Group) -> None:
     """Add `judge` to the `eval` group of tuneloop.commands.eval."""
-    from tuneloop.commands.eval import eval_group
-
     eval_group.add_command(judge_cmd)

@@ -11,17 +11,34 @@ from typing import Any
 import click
 
 from tuneloop.errors import DataError
+from tuneloop.infer.params import GenParams, ParamError, check_count
 
+# Ranges are checked by GenParams (the one validator every generating path uses), before the
+# model loads; a bad value is a usage error naming the flag.
 _gen_options = [
-    click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+    click.option("--max-new-tokens", type=int, default=256, show_default=True,
                  help="Most tokens generated per answer."),
-    click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                 help="0 = greedy; higher samples more freely."),
-    click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+    click.option("--temperature", type=float, default=0.0, show_default=True,
+                 help="0 = greedy; up to 2 samples more freely."),
+    click.option("--top-p", type=float, default=1.0,
                  show_default=True, help="Nucleus sampling mass (with --temperature > 0)."),
     click.option("--seed", type=int, default=None, help="Seed for sampling (reproducible runs)."),
     click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
 ]
+
+
+_FLAGS = {"max_tokens": "--max-new-tokens", "temperature": "--temperature", "top_p": "--top-p",
+          "seed": "--seed", "batch_size": "--batch-size"}
+
+
+def _check_gen_options(max_new_tokens: int, temperature: float, top_p: float,
+                       seed: int | None, batch_size: int = 1) -> None:
+    """Validate the sampling flags with GenParams; a bad one is a UsageError naming the flag."""
+    try:
+        GenParams(max_new_tokens, temperature, top_p, seed)
+        check_count("batch_size", batch_size)
+    except ParamError as exc:
+        raise exc.named(_FLAGS) from None
 
 
 def _with_gen_options(fn: Any) -> Any:
@@ -81,7 +98,7 @@ def _row_messages(row: dict, where: str, system_prompt: str | None) -> list[dict
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="JSONL written with each input row + output, n_tokens, finish_reason.")
 @_with_gen_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--batch-size", type=int, default=8, show_default=True,
               help="Prompts generated together (left-padded, sorted by length).")
 @click.option("--system-prompt", default=None, help="System message for rows that have none.")
 def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, temperature: float,
@@ -95,6 +112,7 @@ def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, tempe
     from tuneloop.infer.generate import generate, load_for_generation
     from tuneloop.train.rundir import write_atomic
 
+    _check_gen_options(max_new_tokens, temperature, top_p, seed, batch_size)
     rows, prompts = read_prompts(input_path, system_prompt)
     model, tokenizer, renderer = load_for_generation(ref, device)
     start = time.perf_counter()
@@ -127,6 +145,7 @@ def chat_cmd(ref: str, system: str | None, max_new_tokens: int, temperature: flo
     from tuneloop.infer.chat import run_chat, terminal_lines
     from tuneloop.infer.generate import load_for_generation
 
+    _check_gen_options(max_new_tokens, temperature, top_p, seed)
     model, tokenizer, renderer = load_for_generation(ref, device)
     interactive = sys.stdin.isatty()
     lines = terminal_lines() if interactive else sys.stdin

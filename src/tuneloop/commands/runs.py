@@ -23,6 +23,7 @@ def _fmt(value: object, spec: str) -> str:
 )
 def runs_command(as_json: bool, index_path: Path | None) -> None:
     """List recorded runs: model, method, data fingerprint, steps, best eval loss, suite score."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop import index
     from tuneloop.report.build import short_fingerprint
 
@@ -97,6 +98,7 @@ def report_command(
     highlighted, config diff, data fingerprints and contamination; with --arena, human ratings.
     Opens offline; runs no scripts.
     """
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.report import write_report
 
     arena = None

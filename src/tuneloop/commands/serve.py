@@ -35,6 +35,7 @@ def serve_cmd(ref: str, host: str, port: int, api_key: str | None, insecure: boo
     # 2-core dev box: a 16-token request took 0.8-1.9 s spinning vs 0.06-0.13 s passive.
     # Must be set before torch loads; an explicit user setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # lazy: pulls fastapi/uvicorn (~0.5 s of CLI start-up), and must follow the env var above
     from tuneloop.serve.server import serve
 
     serve(ref, host=host, port=port, api_key=api_key, insecure=insecure, model_name=model_name,

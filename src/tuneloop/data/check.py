@@ -1,12 +1,14 @@
 """The `data check` pipeline: load → validate → exact/near dedup → PII → length, and its report.
 
 Every input row ends in exactly one place: `CheckReport.kept` (clean) or `CheckReport.rejected`
-(with its original text, file:line and every reason).
+(with its original text, file:line and every reason). `load_clean_records` is the same pipeline
+with validation only: what training and evaluation read their data through.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.data import curate, pii
-from tuneloop.data.load import FileInfo, Issue, LoadResult, Rejected, load_records
-from tuneloop.data.records import Record
+from tuneloop.data.contamination import ContaminationReport, EvalItem, contamination_report
+from tuneloop.data.load import FileInfo, LoadResult, load_records
+from tuneloop.data.records import Issue, Record, Rejected
+from tuneloop.data.render import ANSWER_CUT, Renderer
 from tuneloop.data.validate import validate_record
+from tuneloop.errors import DataError
+from tuneloop.progress import eta_progress
 
 EXACT_DUP = "exact_duplicate"
 NEAR_DUP = "near_duplicate"
@@ -26,6 +32,7 @@ RENDER_FAILED = "cannot_render"
 EXAMPLES_PER_KIND = 3
 # Below this many rows a progress bar would only flicker.
 _PROGRESS_MIN_ROWS = 5000
+_log = logging.getLogger("tuneloop.data")
 
 
 @dataclass
@@ -41,7 +48,9 @@ class CheckOptions:
     tokenizer: Any = None  # with it: token-length stats (and the max_length check)
     template: str = "auto"  # the model's template (models.model_template), as training uses it
     max_length: int | None = None
-    against: Sequence[str | Path] = ()  # eval files for the contamination scan
+    # Eval items to scan for contamination (plain texts, Records or {"where", "text"} dicts;
+    # the eval side extracts them from suites: tuneloop.eval.contamination.load_eval_items).
+    against: Sequence[EvalItem] | None = None
     ngram: int = 13
     progress: bool = False
 
@@ -64,7 +73,7 @@ class CheckReport:
     prompt_truncated: int = 0
     stats: curate.Stats | None = None
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    contamination: Any = None
+    contamination: ContaminationReport | None = None
     near_dup_threshold: float = curate.DEFAULT_THRESHOLD
 
     @property
@@ -139,8 +148,6 @@ def _tracker(enabled: bool) -> Callable[[Iterable, str, int], Iterable]:
 
 
 def _tracked(items: Iterable, description: str, total: int) -> Iterator:
-    from tuneloop.progress import eta_progress
-
     with eta_progress(transient=True) as progress:
         yield from progress.track(items, total=total, description=description)
 
@@ -151,6 +158,30 @@ def check_files(paths: str | Path | Sequence[str | Path], *, format: str | None 
     """Load the files and run every check on them."""
     loaded = load_records(paths, format=format, field_map=field_map)
     return check_loaded(loaded, options or CheckOptions())
+
+
+def load_clean_records(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
+                       field_map: str | Mapping[str, str] | None = None,
+                       **check_opts: Any) -> list[Record]:
+    """Load + validate; return usable records, raise DataError if none remain.
+
+    Validation only by default (parse errors, roles, turn order, empty answers): dedup and PII
+    are curation choices made with `tuneloop data check --out`, so training and eval sets are
+    not silently changed here. Pass CheckOptions fields (exact_dup=True, near_dup=True,
+    pii=True, ...) to run those checks too. Rejected rows are counted in a logged warning.
+    """
+    opts: dict[str, Any] = {"exact_dup": False, "near_dup": False, "pii": False}
+    opts.update(check_opts)
+    report = check_files(paths, format=format, field_map=field_map, options=CheckOptions(**opts))
+    where = ", ".join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))
+    if not report.kept:
+        raise DataError(report.nothing_usable_message(), where=where,
+                        fix="run `tuneloop data check` on the files to see every rejected row")
+    if report.rejected:
+        reasons = ", ".join(f"{k} ×{n}" for k, n in report.reasons.most_common())
+        _log.warning("%s: %d of %d rows rejected (%s); `tuneloop data check` lists them",
+                     where, len(report.rejected), report.rows_read, reasons)
+    return report.kept
 
 
 def check_loaded(loaded: LoadResult, options: CheckOptions) -> CheckReport:
@@ -205,11 +236,9 @@ def check_loaded(loaded: LoadResult, options: CheckOptions) -> CheckReport:
     order = {f.path: n for n, f in enumerate(loaded.files)}
     report.rejected.sort(key=lambda r: (order.get(r.source, 0), r.line))
     _summarise(report)
-    if options.against:
-        from tuneloop.data.contamination import contamination_report, load_eval_items
-
-        evals = load_eval_items(options.against)
-        report.contamination = contamination_report(report.kept, evals, n=options.ngram)
+    if options.against is not None:
+        report.contamination = contamination_report(report.kept, options.against,
+                                                    n=options.ngram)
     return report
 
 
@@ -234,8 +263,6 @@ def _length_step(final: dict[int, Record], options: CheckOptions, report: CheckR
                  issues: dict[int, list[Issue]], track: Callable) -> None:
     if options.tokenizer is None:
         return
-    from tuneloop.data.render import ANSWER_CUT, Renderer
-
     full = Renderer(options.tokenizer, template=options.template)
     limited = Renderer(options.tokenizer, template=options.template,
                        max_length=options.max_length) if options.max_length else None

@@ -13,12 +13,15 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tuneloop.data.records import Record
 
 _WORD = re.compile(r"\w+")
+# What is scanned: a plain string, a Record, or a mapping with text fields (and an optional
+# "where" label). Suites are turned into these by the eval side (tuneloop.eval.contamination),
+# so this module knows nothing of evaluation formats.
+EvalItem = Record | str | Mapping[str, Any]
 
 
 def words(text: str) -> list[str]:
@@ -26,7 +29,7 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def item_text(item: Record | str | Mapping[str, Any]) -> str:
+def item_text(item: EvalItem) -> str:
     """The text of a record, a plain string, or a dict with messages/text/prompt fields."""
     if isinstance(item, str):
         return item
@@ -47,27 +50,6 @@ def _label(item: Any, index: int) -> str:
     if isinstance(item, Mapping) and item.get("where"):
         return str(item["where"])
     return f"item {index + 1}"
-
-
-def load_eval_items(paths: Iterable[str | Path]) -> list[Record | dict[str, str]]:
-    """Eval data to scan: suite YAML files (prompt + reference per case) or any data file."""
-    from tuneloop.data.load import load_records
-
-    items: list[Record | dict[str, str]] = []
-    data_paths: list[str] = []
-    for p in paths:
-        if str(p).lower().endswith((".yaml", ".yml")):
-            from tuneloop.eval.suite import load_suite
-
-            for case in load_suite(p).cases:
-                turns = [m["content"] for m in case.messages_for() if m["role"] != "system"]
-                text = "\n".join(turns + ([case.reference] if case.reference else []))
-                items.append({"where": f"{p}#{case.id}", "text": text})
-        else:
-            data_paths.append(str(p))
-    if data_paths:
-        items.extend(load_records(data_paths).records)
-    return items
 
 
 def _grams(ws: Sequence[str], n: int) -> set[int]:
@@ -125,8 +107,8 @@ class ContaminationReport:
                 "short_items": self.short_items, "items": [i.to_json() for i in self.items]}
 
 
-def contamination_report(train_records: Iterable[Record | str | Mapping[str, Any]],
-                         eval_items: Iterable[Record | str | Mapping[str, Any]], *, n: int = 13,
+def contamination_report(train_records: Iterable[EvalItem], eval_items: Iterable[EvalItem], *,
+                         n: int = 13,
                          max_rows_listed: int = 5) -> ContaminationReport:
     """Which eval items share a word n-gram (default 13) with which training rows."""
     if n < 1:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,49 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneloop.data.records import Record
+from tuneloop.data.records import Issue, Record, Rejected
 from tuneloop.errors import DataError, UsageError
 
 FORMATS = ("alpaca", "chat", "sharegpt", "prompt_completion", "text")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
-_log = logging.getLogger("tuneloop.data")
 # How many rows of a file are looked at to detect its format.
 _DETECT_ROWS = 50
-
-
-@dataclass
-class Issue:
-    """One problem with one row: a kind (stable id), the field it concerns and a readable message."""
-
-    kind: str
-    field: str | None
-    message: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain dict for reports and rejects files."""
-        return {"kind": self.kind, "field": self.field, "message": self.message}
-
-
-@dataclass
-class Rejected:
-    """A row that will not be used, with its original text and every reason."""
-
-    source: str
-    line: int
-    raw: str | None
-    issues: list[Issue]
-
-    @property
-    def where(self) -> str:
-        """`file:line`."""
-        return f"{self.source}:{self.line}"
-
-    def to_json(self) -> dict[str, Any]:
-        """The rejects-file form: original text, source, line and reasons."""
-        return {"source": self.source, "line": self.line, "raw": self.raw,
-                "reasons": [i.to_json() for i in self.issues]}
 
 
 @dataclass
@@ -516,32 +481,6 @@ def _load_one(source: str, rows: Iterator[_Row], info: FileInfo, fmt: str | None
 def _chain(first: list[_Row], rest: Iterator[_Row]) -> Iterator[_Row]:
     yield from first
     yield from rest
-
-
-def load_clean_records(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
-                       field_map: str | Mapping[str, str] | None = None,
-                       **check_opts: Any) -> list[Record]:
-    """Load + validate; return usable records, raise DataError if none remain.
-
-    Validation only by default (parse errors, roles, turn order, empty answers): dedup and PII
-    are curation choices made with `tuneloop data check --out`, so training and eval sets are
-    not silently changed here. Pass CheckOptions fields (exact_dup=True, near_dup=True,
-    pii=True, ...) to run those checks too. Rejected rows are counted in a logged warning.
-    """
-    from tuneloop.data.check import CheckOptions, check_files
-
-    opts: dict[str, Any] = {"exact_dup": False, "near_dup": False, "pii": False}
-    opts.update(check_opts)
-    report = check_files(paths, format=format, field_map=field_map, options=CheckOptions(**opts))
-    where = ", ".join(map(str, _listify(paths)))
-    if not report.kept:
-        raise DataError(report.nothing_usable_message(), where=where,
-                        fix="run `tuneloop data check` on the files to see every rejected row")
-    if report.rejected:
-        reasons = ", ".join(f"{k} ×{n}" for k, n in report.reasons.most_common())
-        _log.warning("%s: %d of %d rows rejected (%s); `tuneloop data check` lists them",
-                     where, len(report.rejected), report.rows_read, reasons)
-    return report.kept
 
 
 def _listify(paths: Any) -> list[Any]:

@@ -1,4 +1,5 @@
-"""The one internal record every data path produces: chat messages or raw text, with its source."""
+"""The one internal record every data path produces (chat messages or raw text, with its source),
+and the rejected-row types every check reports with (an Issue per reason, the Rejected row)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,36 @@ class Record:
     def chat(cls, *turns: tuple[str, str], **kw: Any) -> Record:
         """Shorthand for tests and code: Record.chat(("user", "hi"), ("assistant", "hello"))."""
         return cls(messages=[{"role": r, "content": c} for r, c in turns], **kw)
+
+
+@dataclass
+class Issue:
+    """One problem with one row: a kind (stable id), the field it concerns and a readable message."""
+
+    kind: str
+    field: str | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for reports and rejects files."""
+        return {"kind": self.kind, "field": self.field, "message": self.message}
+
+
+@dataclass
+class Rejected:
+    """A row that will not be used, with its original text and every reason."""
+
+    source: str
+    line: int
+    raw: str | None
+    issues: list[Issue]
+
+    @property
+    def where(self) -> str:
+        """`file:line`."""
+        return f"{self.source}:{self.line}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The rejects-file form: original text, source, line and reasons."""
+        return {"source": self.source, "line": self.line, "raw": self.raw,
+                "reasons": [i.to_json() for i in self.issues]}

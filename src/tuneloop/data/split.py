@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.data import curate
+from tuneloop.data.check import CheckOptions, check_files
 from tuneloop.data.records import Record
 from tuneloop.errors import DataError, UsageError
 
@@ -94,8 +95,6 @@ def split_files(paths: Sequence[str | Path], out_dir: str | Path, *, test_size: 
                 threshold: float = curate.DEFAULT_THRESHOLD, progress: bool = False
                 ) -> dict[str, Any]:
     """Load + validate, split without leakage, write train/test/rejects JSONL and manifest.json."""
-    from tuneloop.data.check import CheckOptions, check_files
-
     # Duplicates are kept (and kept together) here: split is not dedup; `data check` is.
     report = check_files(paths, format=format, field_map=field_map,
                          options=CheckOptions(exact_dup=False, near_dup=False, pii=False,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tuneloop.data.load import Issue
-from tuneloop.data.records import ROLES, Record
+from tuneloop.data.records import ROLES, Issue, Record
 
 # Stable issue kinds (reports group by these; `--json` consumers may rely on them).
 UNKNOWN_ROLE = "unknown_role"

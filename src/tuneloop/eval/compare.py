@@ -15,8 +15,17 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tuneloop.data.check import load_clean_records
+from tuneloop.data.contamination import contamination_report
 from tuneloop.errors import EvalError
+from tuneloop.eval.loss import heldout_loss, load_heldout_records
 from tuneloop.eval.suite import Suite, load_suite
+from tuneloop.eval.suite_run import default_out_dir, run_suite
+from tuneloop.index import record_eval
+from tuneloop.infer.generate import load_for_generation
+from tuneloop.models import renderer_for, resolve_model_ref, run_dir_of
 
 COMPARE_SCHEMA_VERSION = 1
 
@@ -81,8 +90,6 @@ def build_variants(
 
 def training_data_of(run_dir: Path) -> list[str]:
     """Training data paths named in RUN/config.yaml (empty if none can be read)."""
-    import yaml
-
     path = run_dir / "config.yaml"
     if not path.is_file():
         return []
@@ -101,16 +108,12 @@ def contamination_summary(run_dir: Path | None, suite: Suite) -> dict[str, Any] 
     """n-gram overlap of the suite's prompts/references with the run's training data."""
     if run_dir is None:
         return None
-    from tuneloop.data.contamination import contamination_report
-
     paths = training_data_of(run_dir)
     if not paths:
         return {"skipped": f"no data.train paths in {run_dir / 'config.yaml'}"}
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         return {"skipped": f"training data not found: {', '.join(missing)}", "train": paths}
-    from tuneloop.data.load import load_clean_records
-
     train = load_clean_records(paths)
     items = [{"prompt": "\n".join(m["content"] for m in c.messages_for()),
               "output": c.reference or ""} for c in suite.cases]
@@ -136,12 +139,6 @@ def compare(
     device: str = "cpu",
 ) -> CompareResult:
     """Run the suite (and held-out loss) on base, base+prompt and tuned; write compare.json."""
-    from tuneloop.eval.loss import heldout_loss, load_heldout_records
-    from tuneloop.eval.suite_run import default_out_dir, renderer_for, run_dir_of, run_suite
-    from tuneloop.index import record_eval
-    from tuneloop.infer.generate import load_for_generation
-    from tuneloop.models import resolve_model_ref
-
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     if base is None:
         base = resolve_model_ref(tuned).base_ref

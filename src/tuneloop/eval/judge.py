@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.backends import Generator, GenParams, Messages, make_generator
+from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import EvalError
 from tuneloop.eval.judge_stats import (
     PairOutcome,
@@ -55,8 +56,6 @@ def _as_turns(value: Any, where: str, field_name: str) -> list[str]:
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
-    from tuneloop.data.jsonl import read_jsonl_objects
-
     return read_jsonl_objects(path, error=EvalError, example='{"id": "q1", "question": "..."}')
 
 

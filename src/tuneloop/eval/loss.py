@@ -14,7 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tuneloop.data.check import load_clean_records
+from tuneloop.data.records import Record
 from tuneloop.errors import EvalError
+from tuneloop.index import record_eval
+from tuneloop.infer.generate import load_for_generation
+from tuneloop.models import renderer_for, run_dir_of
+from tuneloop.train import evaluate_loss
 
 IGNORE_INDEX = -100
 
@@ -65,8 +71,6 @@ def render_heldout(
     few_shot: list[list[dict[str, str]]] | None = None,
 ) -> tuple[list[Any], Counter]:
     """Render records as training does; with a prompt variant, add system/few-shot, mask them."""
-    from tuneloop.data.records import Record
-
     examples, dropped = [], Counter()
     for record in records:
         own_turns = 0
@@ -97,8 +101,6 @@ def heldout_loss(
     batch_size: int = 8, progress: bool = True,
 ) -> HeldoutLoss:
     """Held-out loss/perplexity of a loaded model on records (same render + mask as training)."""
-    from tuneloop.train.trainer import evaluate_loss
-
     examples, dropped = render_heldout(renderer, records, system_prompt=system_prompt,
                                        few_shot=few_shot)
     if not examples:
@@ -122,8 +124,6 @@ def heldout_loss(
 
 def load_heldout_records(paths: list[str | Path]) -> list[Any]:
     """Clean records of the held-out files (rejected rows counted by the loader, never silent)."""
-    from tuneloop.data.load import load_clean_records
-
     return load_clean_records([str(p) for p in paths])
 
 
@@ -132,12 +132,10 @@ def heldout_loss_for_ref(
     batch_size: int = 8, device: str = "cpu", record: bool = True,
 ) -> HeldoutLoss:
     """Load a model by reference, compute its held-out loss on data files, record it."""
-    from tuneloop.eval.suite_run import renderer_for, run_dir_of
-    from tuneloop.index import record_eval
-    from tuneloop.models import load_model
-
     records = load_heldout_records(data)
-    model, tokenizer = load_model(str(model_ref), device=device)
+    # The one path every generating/scoring command loads a model by (model in eval mode,
+    # tokenizer, trained template); only the truncation length differs from generation's.
+    model, tokenizer, _ = load_for_generation(str(model_ref), device)
     renderer = renderer_for(model_ref, tokenizer, max_length=max_length)
     result = heldout_loss(model, tokenizer, renderer, records, batch_size=batch_size)
     if record:

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import EvalError
+from tuneloop.eval.suite_run import progress_bar
+from tuneloop.models import resolve_model_ref
 
 PROMPT_FORMAT = "Question: {question}\nAnswer:"
 TARGET_DELIMITER = " "
@@ -53,8 +56,6 @@ def load_mc_items(path: str | Path) -> list[MCItem]:
     if not path.is_file():
         raise EvalError(f"file not found: {path}",
                         fix="pass a .jsonl file of multiple-choice items")
-    from tuneloop.data.jsonl import read_jsonl_objects
-
     example = '{"question": "...", "choices": ["...", "..."], "answer": 0}'
     items = [_item(row, where)
              for where, row in read_jsonl_objects(path, error=EvalError, example=example)]
@@ -137,8 +138,6 @@ def loglikelihoods(
     # longest first, like lm-eval's reordering, so padding per batch stays small
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
     results: list[tuple[float, bool] | None] = [None] * len(encoded)
-    from tuneloop.eval.suite_run import progress_bar
-
     with torch.no_grad(), progress_bar(progress) as bar:
         task = bar.add_task("loglikelihood", total=len(order))
         for start in range(0, len(order), batch_size):
@@ -198,8 +197,6 @@ def score_mc(
 
 def lm_eval_model_args(model_ref: str | Path) -> str:
     """`model_args` for lm_eval's "hf" model: resolved weights dir, plus peft= for adapters."""
-    from tuneloop.models import resolve_model_ref
-
     resolved = resolve_model_ref(str(model_ref))
     args = f"pretrained={resolved.weights},dtype=float32"
     if resolved.tokenizer_path and resolved.tokenizer_path != resolved.weights:

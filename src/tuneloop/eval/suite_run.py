@@ -11,9 +11,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tuneloop.data.check import load_clean_records
 from tuneloop.errors import EvalError
 from tuneloop.eval.checks import CheckContext, CheckResult, JudgeFn, run_check
+from tuneloop.eval.judge import rubric_judge_fn
 from tuneloop.eval.suite import Suite, load_suite
+from tuneloop.index import record_eval
+from tuneloop.infer.generate import generate, load_for_generation
+from tuneloop.models import run_dir_of
+from tuneloop.progress import eta_progress
+from tuneloop.workspace import workspace_home
 
 Messages = list[dict[str, str]]
 
@@ -124,8 +131,6 @@ def _few_shot_turns(few_shot: Any) -> list[Messages]:
 
 def load_few_shot(path: str | Path, k: int) -> list[Messages]:
     """The first k usable chat examples of a data file, as few-shot turns."""
-    from tuneloop.data.load import load_clean_records
-
     if k < 1:
         raise EvalError(f"-k must be at least 1, got {k}", fix="pass -k 1 or more")
     records = [r for r in load_clean_records([str(path)]) if r.messages]
@@ -139,8 +144,6 @@ def progress_bar(enabled: bool = True):
     """A transient rich progress bar on stderr (silent when stderr is not a terminal)."""
     from rich.console import Console
 
-    from tuneloop.progress import eta_progress
-
     console = Console(stderr=True)
     return eta_progress("[progress.description]{task.description}", console=console,
                         transient=True, enabled=enabled and console.is_terminal)
@@ -151,8 +154,6 @@ def generate_outputs(
     max_new_tokens: list[int], *, batch_size: int = 8,
 ) -> list[Any]:
     """Greedy generations for prompts, one batched `generate` call per length budget."""
-    from tuneloop.infer.generate import generate
-
     results: list[Any] = [None] * len(prompts)
     groups: dict[int, list[int]] = defaultdict(list)
     for i, n in enumerate(max_new_tokens):
@@ -219,8 +220,6 @@ def make_judge(spec: Any) -> JudgeFn | None:
         return None
     if callable(spec) and not hasattr(spec, "generate"):
         return spec  # already (rubric, prompt, output, reference) -> (passed, why)
-    from tuneloop.eval.judge import rubric_judge_fn
-
     return rubric_judge_fn(spec)
 
 
@@ -230,30 +229,6 @@ def make_judge(spec: Any) -> JudgeFn | None:
 def slug(text: str) -> str:
     """A filesystem-safe variant name."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-") or "model"
-
-
-def renderer_for(ref: str | Path, tokenizer: Any, *, max_length: int | None = None) -> Any:
-    """The Renderer with the template the model was trained with (R15); `max_length` truncates
-    as training does (held-out loss)."""
-    from tuneloop.data.render import Renderer
-    from tuneloop.models import model_template
-
-    return Renderer(tokenizer, template=model_template(str(ref)), max_length=max_length)
-
-
-def run_dir_of(ref: str | Path) -> Path | None:
-    """The run directory behind a model reference, if it is one."""
-    from tuneloop.models import resolve_model_ref
-
-    resolved = resolve_model_ref(str(ref))
-    if resolved.kind != "run":
-        return None
-    path = Path(str(ref)).expanduser().resolve()
-    if (path / "model").is_dir():
-        return path
-    if path.name == "model":
-        return path.parent
-    return None  # a bare adapter directory: a model, but not a run
 
 
 def write_results(result: SuiteResult, out_dir: Path) -> tuple[Path, Path]:
@@ -276,8 +251,6 @@ def write_results(result: SuiteResult, out_dir: Path) -> tuple[Path, Path]:
 
 def default_out_dir(model_ref: str | Path, name: str) -> Path:
     """RUN/evals/<name>-<stamp> for a run dir, else <home>/evals/<name>-<stamp>."""
-    from tuneloop.workspace import workspace_home
-
     run_dir = run_dir_of(model_ref)
     parent = run_dir / "evals" if run_dir is not None else workspace_home() / "evals"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -302,12 +275,8 @@ def run_suite(
     loaded: tuple[Any, Any, Any] | None = None,
 ) -> tuple[SuiteResult, Path]:
     """Load a model by reference, run the suite, write OUT/<variant>/ and record it in the index."""
-    from tuneloop.index import record_eval
-
     suite = _as_suite(suite)
     if loaded is None:
-        from tuneloop.infer.generate import load_for_generation
-
         loaded = load_for_generation(str(model_ref), device)
     result = run_suite_on_model(*loaded, suite, system_prompt=system_prompt, few_shot=few_shot,
                                 batch_size=batch_size, judge=judge)

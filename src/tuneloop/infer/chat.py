@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from tuneloop.infer.decode import Decoder
+from tuneloop.infer.generate import stream_generate
+
 HELP = "commands: /reset  /system TEXT  /exit"
 
 
@@ -25,7 +28,8 @@ def run_chat(
     **gen_kwargs: Any,
 ) -> list[dict[str, str]]:
     """Run the REPL over `lines`, writing streamed replies to `out`; returns the last history."""
-    from tuneloop.infer.generate import stream_generate
+    # One decoder for the session: each turn's prompt extends the last, whose cache it reuses.
+    decoder = Decoder(model, tokenizer, renderer.stop_token_ids)
 
     def fresh() -> list[dict[str, str]]:
         return [{"role": "system", "content": system}] if system else []
@@ -50,7 +54,8 @@ def run_chat(
             out.write(f"unknown command {text.split()[0]!r}; {HELP}\n")
         elif text:
             history.append({"role": "user", "content": line})
-            stream = stream_generate(model, tokenizer, renderer, history, **gen_kwargs)
+            stream = stream_generate(model, tokenizer, renderer, history, decoder=decoder,
+                                     **gen_kwargs)
             for piece in stream:
                 out.write(piece)
                 out.flush()

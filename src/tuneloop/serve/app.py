@@ -17,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneloop.errors import TuneloopError
-from tuneloop.serve.engine import Engine, Job, Sampling, bridge_events
-from tuneloop.serve.schemas import ChatCompletionRequest, CompletionRequest
+from tuneloop.infer.params import MAX_N, GenParams, ParamError, check_count
+from tuneloop.serve.engine import Engine, Job, bridge_events
+from tuneloop.serve.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
 DEFAULT_CHAT_MAX_TOKENS = 256
@@ -108,6 +109,17 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     loc = ".".join(str(p) for p in err["loc"])
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     return f"{loc}: {err['msg']}{more}", loc or None
+
+
+def _gen_params(req: SamplingFields, max_tokens: int, max_tokens_field: str) -> GenParams:
+    """The request's sampling parameters, checked by GenParams; a bad one is a 400 naming it."""
+    try:
+        check_count("n", req.n, MAX_N)
+        return GenParams(max_tokens, req.temperature, req.top_p, req.seed, req.stop_tuple())
+    except ParamError as exc:
+        err = exc.named({"max_tokens": max_tokens_field})
+        raise APIError(400, f"{err.what} ({err.fix})", param=err.name,
+                       code="invalid_value") from None
 
 
 def create_app(
@@ -211,9 +223,12 @@ def create_app(
             prompt_ids = list(chat_prompt_ids(messages))
         except TuneloopError as exc:
             raise APIError(400, exc.message(), param="messages", code="invalid_messages") from None
-        max_tokens = req.max_completion_tokens or req.max_tokens or DEFAULT_CHAT_MAX_TOKENS
+        field = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        max_tokens = (req.max_completion_tokens if req.max_completion_tokens is not None
+                      else req.max_tokens if req.max_tokens is not None
+                      else DEFAULT_CHAT_MAX_TOKENS)
+        sampling = _gen_params(req, max_tokens, field)
         check_length(prompt_ids, max_tokens)
-        sampling = Sampling(max_tokens, req.temperature, req.top_p, req.seed, req.stop_tuple())
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if req.stream:
@@ -235,8 +250,8 @@ def create_app(
         check_key(request)
         req: CompletionRequest = await parse(request, CompletionRequest)
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
-        max_tokens = req.max_tokens or DEFAULT_COMPLETION_MAX_TOKENS
-        sampling = Sampling(max_tokens, req.temperature, req.top_p, req.seed, req.stop_tuple())
+        max_tokens = req.max_tokens if req.max_tokens is not None else DEFAULT_COMPLETION_MAX_TOKENS
+        sampling = _gen_params(req, max_tokens, "max_tokens")
         ids = [tokenizer.encode(p) for p in prompts]
         for p in ids:
             check_length(p, max_tokens)
@@ -265,7 +280,7 @@ def create_app(
     return app
 
 
-async def _stream(engine: Engine, prompt_ids: list[int], sampling: Sampling, n: int, rid: str,
+async def _stream(engine: Engine, prompt_ids: list[int], sampling: GenParams, n: int, rid: str,
                   created: int, model: str, *, chat: bool, include_usage: bool,
                   echo: str | None = None) -> AsyncIterator[str]:
     """Server-sent events: one chunk per text delta, a finish chunk per choice, then [DONE]."""

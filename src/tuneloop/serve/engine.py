@@ -1,9 +1,11 @@
 """The generation worker behind `tuneloop serve`: one thread, a queue, batches of compatible jobs.
 
-HTTP handlers never touch the model. They submit a `Job` (prompt token ids + sampling params) and
+HTTP handlers never touch the model. They submit a `Job` (prompt token ids + `GenParams`) and
 await its future (or its event queue when streaming). One worker thread takes jobs in arrival
-order and batches those with identical sampling parameters, up to `max_batch_size` rows, into one
-left-padded `model.generate` call. Nothing is dropped: incompatible jobs wait for the next batch.
+order and batches those with the same temperature and top_p, up to `max_batch_size` rows, into
+one run of `infer.decode.Decoder` -- the decode loop `infer.generate` uses (prefill, KV cache,
+shared prefix, sampling, stop strings, finish reasons). Nothing is dropped: incompatible jobs
+wait for the next batch.
 """
 
 from __future__ import annotations
@@ -18,16 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Sampling:
-    """Per-request sampling parameters; jobs batch together only when these are equal."""
-
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
+from tuneloop.infer.decode import Decoder, Row
+from tuneloop.infer.params import GenParams
 
 
 @dataclass
@@ -44,7 +38,7 @@ class Job:
     """A request for `n` completions of one prompt; results arrive via `future` (and `events`)."""
 
     prompt_ids: list[int]
-    sampling: Sampling
+    sampling: GenParams
     n: int = 1
     # Streaming: called from the worker thread with ("delta", index, text) / ("finish", index,
     # reason) / ("error", -1, message); the app forwards these onto the event loop.
@@ -56,79 +50,20 @@ class Job:
         """Jobs with equal keys share a batch; seeded jobs run alone so a seed is reproducible."""
         if self.sampling.seed is not None:
             return ("seeded", id(self))
-        return self.sampling
+        return self.sampling.sampling_key()  # length and stop strings are per row
 
 
-class _Row:
-    """Decoding state of one sequence in a batch: ids, text, whether and why it finished."""
+class _Row(Row):
+    """One of a job's `n` sequences; its streamed text and finish go to the job's events."""
 
     def __init__(self, job: Job, index: int):
+        on_event = job.on_event
+        super().__init__(
+            job.prompt_ids, job.sampling,
+            on_text=None if on_event is None else lambda text: on_event("delta", index, text),
+            on_finish=None if on_event is None else lambda why: on_event("finish", index, why))
         self.job = job
         self.index = index
-        self.ids: list[int] = []
-        self.text = ""
-        self.sent = 0  # characters already streamed
-        self.finish: str | None = None
-
-
-class _Tracker:
-    """A StoppingCriteria that sees every new token: end-of-turn ids, stop strings, streaming."""
-
-    def __init__(self, rows: list[_Row], tokenizer: Any, stop_ids: set[int], prompt_len: int):
-        self.rows = rows
-        self.tokenizer = tokenizer
-        self.stop_ids = stop_ids
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids: Any, scores: Any = None, **kwargs: Any) -> Any:
-        import torch
-
-        step = input_ids.shape[1] - self.prompt_len
-        last = input_ids[:, -1].tolist()
-        done = []
-        for row, tok in zip(self.rows, last):
-            if row.finish is None and step >= 1:
-                self._advance(row, tok)
-            done.append(row.finish is not None)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    def _advance(self, row: _Row, tok: int) -> None:
-        if tok in self.stop_ids:
-            row.finish = "stop"  # end-of-turn / EOS: not part of the text
-            self._flush(row, final=True)
-            return
-        row.ids.append(tok)
-        row.text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
-        stops = row.job.sampling.stop
-        for s in stops:
-            cut = row.text.find(s)
-            if cut != -1:
-                row.text = row.text[:cut]
-                row.finish = "stop"
-                break
-        if row.finish is None and len(row.ids) >= row.job.sampling.max_tokens:
-            row.finish = "length"
-        self._flush(row, final=row.finish is not None)
-
-    def _flush(self, row: _Row, final: bool) -> None:
-        """Stream the new text, holding back a possible stop-string prefix or partial UTF-8."""
-        if row.job.on_event is None:
-            return
-        upto = len(row.text)
-        if not final:
-            end = upto - 1 if row.text.endswith("\ufffd") else upto
-            hold = 0
-            for stop in row.job.sampling.stop:
-                for k in range(min(len(stop) - 1, end), 0, -1):
-                    if row.text[:end].endswith(stop[:k]):
-                        hold = max(hold, k)
-                        break
-            upto = end - hold
-        if upto > row.sent:
-            row.job.on_event("delta", row.index, row.text[row.sent:upto])
-            row.sent = upto
-        if final:
-            row.job.on_event("finish", row.index, row.finish or "length")
 
 
 class Engine:
@@ -145,12 +80,11 @@ class Engine:
     ):
         self.model = model
         self.tokenizer = tokenizer
-        self.stop_ids = {int(i) for i in stop_token_ids}
+        # The same decode loop as infer.generate; it lives as long as the server, so a prompt
+        # prefix shared by requests (a system prompt) stays computed between batches.
+        self.decoder = Decoder(model, tokenizer, stop_token_ids)
         self.max_batch_size = max(1, max_batch_size)
-        cfg = getattr(model, "config", None)
-        self.context_length = context_length or getattr(cfg, "max_position_embeddings", 2048)
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else min(self.stop_ids, default=0)
+        self.context_length = context_length or self.decoder.context_length or 2048
         self._queue: queue.Queue[Job | None] = queue.Queue()  # unbounded: never drop a request
         self._pending: collections.deque[Job] = collections.deque()
         self._thread: threading.Thread | None = None
@@ -233,45 +167,14 @@ class Engine:
             job.future.set_result((choices, len(job.prompt_ids)))
 
     def _generate(self, batch: list[Job]) -> list[tuple[Job, list[Choice]]]:
-        import torch
-        from transformers import StoppingCriteriaList
-
         rows = [_Row(job, i) for job in batch for i in range(job.n)]
         self.batches_run += 1
         self.max_rows_seen = max(self.max_rows_seen, len(rows))
-        width = max(len(r.job.prompt_ids) for r in rows)
-        # Left padding so every row's next token is at the same position.
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            p = r.job.prompt_ids
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-        s = batch[0].sampling
-        device = next(self.model.parameters()).device
-        tracker = _Tracker(rows, self.tokenizer, self.stop_ids, width)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": s.max_tokens,
-            "pad_token_id": self.pad_id,
-            "eos_token_id": sorted(self.stop_ids),
-            "stopping_criteria": StoppingCriteriaList([tracker]),
-        }
-        if s.temperature > 0:
-            # OpenAI semantics: temperature + nucleus only (no top-k, which HF adds by default).
-            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if s.seed is not None:
-            torch.manual_seed(s.seed)
-        self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-        for r in rows:
-            if r.finish is None:  # generate ended without our tracker deciding (max length)
-                r.finish = "length"
-                tracker._flush(r, final=True)
+        self.decoder.decode(rows)
         out: list[tuple[Job, list[Choice]]] = []
         for job in batch:
             mine = [r for r in rows if r.job is job]
-            out.append((job, [Choice(r.text, r.finish or "length", len(r.ids)) for r in mine]))
+            out.append((job, [Choice(r.text, r.finish or "length", r.n_tokens) for r in mine]))
         return out
 
 

@@ -1,13 +1,15 @@
-"""Pydantic request models for the OpenAI-compatible endpoints (validation → 400 naming the field)."""
+"""Pydantic request models for the OpenAI-compatible endpoints (validation → 400 naming the field).
+
+These check the shape of a request (types, required fields). The ranges of the sampling
+parameters (temperature, top_p, max_tokens, stop, seed, n) are checked once, by
+`tuneloop.infer.params.GenParams`, which every generating path uses.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-MAX_N = 16
-MAX_STOP = 4
 
 
 class TextPart(BaseModel):
@@ -38,29 +40,21 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Sampling(BaseModel):
+class SamplingFields(BaseModel):
+    """The sampling fields both endpoints share (typed here; range-checked by GenParams)."""
+
     # Unknown OpenAI fields (user, logit_bias, ...) are ignored rather than refused, so generic
-    # clients work; every parameter that changes sampling is validated below.
+    # clients work; every parameter that changes sampling is range-checked by GenParams.
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(default=1, ge=1, le=MAX_N)
+    n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
-        items = [v] if isinstance(v, str) else (v or [])
-        if len(items) > MAX_STOP:
-            raise ValueError(f"at most {MAX_STOP} stop sequences are allowed, got {len(items)}")
-        if any(s == "" for s in items):
-            raise ValueError("stop sequences must be non-empty strings")
-        return v
 
     def stop_tuple(self) -> tuple[str, ...]:
         """The stop strings as a tuple."""
@@ -69,14 +63,14 @@ class _Sampling(BaseModel):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingFields):
     """POST /v1/chat/completions body."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = None
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingFields):
     """POST /v1/completions body (text prompts; token-id prompts are not supported)."""
 
     prompt: str | list[str]

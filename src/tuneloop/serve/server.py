@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneloop.infer.generate import load_for_generation
 from tuneloop.serve.app import DEFAULT_MAX_BODY, create_app
 from tuneloop.serve.engine import Engine
 from tuneloop.serve.security import check_bind, check_port_free
@@ -13,8 +14,6 @@ def build_app(ref: str, *, model_name: str | None = None, api_key: str | None = 
               max_body_bytes: int = DEFAULT_MAX_BODY, max_batch_size: int = 16,
               device: str = "cpu") -> Any:
     """Load `ref` (base, full fine-tune or base + adapter) and return the ready FastAPI app."""
-    from tuneloop.infer.generate import load_for_generation
-
     # The template the model was trained with (R15), and its end-of-turn ids to stop at (R14).
     model, tokenizer, renderer = load_for_generation(ref, device)
     engine = Engine(model, tokenizer, renderer.stop_token_ids, max_batch_size=max_batch_size)

@@ -48,7 +48,7 @@ def _render_all(renderer: Any, records: list[Any], dropped: Counter) -> list[Any
 
 def prepare_data(data: DataConfig, renderer: Any) -> PreparedData:
     """Load, split and render the configured data; TrainingError if no example remains (R13)."""
-    from tuneloop.data.load import load_clean_records
+    from tuneloop.data.check import load_clean_records
     from tuneloop.train.fingerprint import data_fingerprint
 
     load_kw: dict[str, Any] = {"format": data.format, "field_map": data.field_map}

@@ -226,3 +226,18 @@ def test_a_model_with_its_own_system_prompt(tmp_path, fake_backend):
     # Raters and export see the shared prompt, not a model's own system prompt.
     assert store.prompt_messages("plain") == [{"role": "user", "content": "hello"}]
     store.close()
+
+
+def test_path_like_ids_reach_no_file(arena_url):
+    """R26: no arena request names a file; traversal-shaped ids and routes are unknown ids (404)."""
+    ann = Rater(arena_url, "ann")
+    battle_id, csrf, _ = ann.battle()
+    for path in ("/battle/..%2F..%2F..%2Fetc%2Fpasswd", "/battle/../../etc/passwd",
+                 "/../../etc/passwd", "/static/..%2Farena.sqlite"):
+        r = ann.http.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+        assert "root:" not in r.text and "SQLite format" not in r.text
+    r = ann.vote("../arena.sqlite", csrf, "a")
+    assert r.status_code == 404
+    assert ann.vote(battle_id, csrf, "a").status_code == 303
+    ann.close()

@@ -73,7 +73,8 @@ def _sign_in(page, base: str, name: str) -> None:
 
 @pytest.mark.browser
 def test_vote_by_click_and_by_keyboard_then_reveal(tmp_path):
-    """Clicking "A is better" and pressing B / T record those votes; names appear only after."""
+    """Clicking and pressing B / T record those votes; names appear only after; a re-posted
+    revealed battle is refused (R23)."""
     from playwright.sync_api import sync_playwright
 
     store = _store(tmp_path / "arena.sqlite", ANSWERS)

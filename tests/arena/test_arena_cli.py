@@ -102,7 +102,7 @@ def test_export_writes_preference_pairs_from_decisive_votes(prepared, tmp_path, 
 
 
 def test_bad_inputs_are_clean_errors(tmp_path, capsys):
-    """Missing db, non-loopback bind without a key, one model: a message and non-zero exit."""
+    """Missing db, non-loopback bind without a key (R21), one model: a message, non-zero exit."""
     assert main(["arena", "results", "--db", str(tmp_path / "none.sqlite")]) == 1
     assert "no arena database here" in capsys.readouterr().err
     prompts = write_prompts(tmp_path / "p.jsonl")

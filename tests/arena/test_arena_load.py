@@ -15,7 +15,7 @@ VOTES_EACH = 10
 
 
 def test_200_votes_from_20_concurrent_clients(arena_url, prepared):
-    """Each vote is posted twice at the same moment (a double-click race) and replayed once more:
+    """R24: each vote is posted twice at the same moment (a double-click race) and replayed once more:
     exactly one of the three is accepted, and the database ends with exactly 200 votes."""
     start = threading.Barrier(CLIENTS)
     choices = ("a", "b", "tie", "both_bad")

@@ -120,7 +120,7 @@ def _retry_locked(action: Callable[[], Any], db: sqlite3.Connection) -> Any:
             if time.monotonic() > deadline:
                 where = db.execute("PRAGMA database_list").fetchone()[2]
                 raise IndexDBError(
-                    f"the run index stayed locked for {BUSY_TIMEOUT_S:.0f} s ({exc})",
+                    f"the database stayed locked for {BUSY_TIMEOUT_S:.0f} s ({exc})",
                     where=where or None,
                     fix="another tuneloop process is holding it; wait for it to finish and retry",
                 ) from exc
@@ -136,7 +136,7 @@ def _set_wal(db: sqlite3.Connection) -> None:
 
 
 @contextmanager
-def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction that takes the write lock up front (no upgrade deadlocks)."""
     _retry_locked(lambda: db.execute("BEGIN IMMEDIATE"), db)
     try:
@@ -145,6 +145,9 @@ def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+_write = write_transaction  # the short name used throughout this module
 
 
 def applied_migrations(db: sqlite3.Connection) -> list[str]:
@@ -157,10 +160,16 @@ def applied_migrations(db: sqlite3.Connection) -> list[str]:
     return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
 
 
-def migrate(db: sqlite3.Connection, *, upto: int | None = None) -> list[str]:
-    """Apply pending migrations (the first `upto` of them if given); return the names applied."""
+def migrate(db: sqlite3.Connection, *, upto: int | None = None,
+            migrations: list[Migration] | None = None) -> list[str]:
+    """Apply pending migrations (the first `upto` of them if given); return the names applied.
+
+    `migrations` defaults to the index's own list; another sqlite store (the arena) passes its
+    list to get the same `_migrations` bookkeeping and locking.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
     done_names = set(_retry_locked(lambda: applied_migrations(db), db))
-    pending = [fn for fn in MIGRATIONS[:upto] if fn.__name__ not in done_names]
+    pending = [fn for fn in migrations[:upto] if fn.__name__ not in done_names]
     applied: list[str] = []
     for fn in pending:  # usually empty: opening a current index takes no write lock
         # Re-check inside the locked transaction: another process may have just applied it.
@@ -185,17 +194,24 @@ def default_index_path() -> Path:
     return workspace_home() / "index.sqlite"
 
 
+def open_wal(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """Open `path` (parents created) in WAL mode with a busy timeout; sqlite/OS errors propagate."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves (see write_transaction).
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                         check_same_thread=check_same_thread)
+    db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    _retry_locked(lambda: _set_wal(db), db)
+    return db
+
+
 def connect(path: str | Path | None = None) -> sqlite3.Connection:
     """Open the index file in WAL mode with a busy timeout, without migrating it."""
     path = Path(path) if path is not None else default_index_path()
     where = str(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
-        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        _retry_locked(lambda: _set_wal(db), db)
+        db = open_wal(path)
     except (sqlite3.DatabaseError, OSError) as exc:
         raise IndexDBError(
             f"cannot open the run index: {exc}",

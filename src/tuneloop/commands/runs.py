@@ -80,23 +80,35 @@ def runs_command(as_json: bool, index_path: Path | None) -> None:
     "--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Index file to join evaluations from (default: $TUNELOOP_HOME/index.sqlite).",
 )
+@click.option(
+    "--arena", "arena_db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="An arena database (`tuneloop arena serve --db`): adds ratings with intervals.",
+)
 def report_command(
     run_dirs: tuple[Path, ...],
     compare_dirs: tuple[Path, ...],
     eval_dirs: tuple[Path, ...],
     out: Path,
     index_path: Path | None,
+    arena_db: Path | None,
 ) -> None:
     """Write one self-contained HTML report comparing RUN directories.
 
     Loss curves, suite pass rates per variant and checkpoint, per-case outputs with flipped cases
-    highlighted, config diff, data fingerprints and contamination. Opens offline; runs no scripts.
+    highlighted, config diff, data fingerprints and contamination; with --arena, human ratings.
+    Opens offline; runs no scripts.
     """
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.report import write_report
 
+    arena = None
+    if arena_db is not None:
+        from tuneloop.arena.results import arena_results
+
+        arena = arena_results(arena_db)
     summary = write_report(
-        run_dirs, out=out, compare_dirs=compare_dirs, eval_dirs=eval_dirs, index_path=index_path
+        run_dirs, out=out, compare_dirs=compare_dirs, eval_dirs=eval_dirs, index_path=index_path,
+        arena=arena,
     )
     click.echo(
         f"wrote {summary.out}: {summary.runs} run(s), {summary.columns} variant column(s), "

@@ -12,6 +12,7 @@ from typing import Any
 
 from tuneloop.errors import UsageError
 from tuneloop.report import plots, tables
+from tuneloop.report.arena import arena_view
 from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
 from tuneloop.report.runs import RunData, attach_index, load_run
 
@@ -115,8 +116,12 @@ def gather(
     return runs, sets
 
 
-def render_html(runs: list[RunData], sets: list[EvalSet]) -> tuple[str, ReportSummary]:
-    """The report HTML and its headline counts (out is filled in by write_report)."""
+def render_html(runs: list[RunData], sets: list[EvalSet],
+                arena: dict[str, Any] | None = None) -> tuple[str, ReportSummary]:
+    """The report HTML and its headline counts (out is filled in by write_report).
+
+    `arena` is an arena results document (`tuneloop arena results --json`); it adds a section.
+    """
     columns = tables.all_columns(sets)
     case_rows = tables.case_rows(columns)
     cfg_keys, cfg_rows = tables.config_diff(runs)
@@ -146,6 +151,7 @@ def render_html(runs: list[RunData], sets: list[EvalSet]) -> tuple[str, ReportSu
         "bars_png": plots.pass_rate_bars(columns),
         "warnings": warnings,
         "show": tables.show,
+        "arena": arena_view(arena) if arena is not None else None,
     }
     html = _environment().get_template(TEMPLATE).render(**context)
     summary = ReportSummary(Path(), len(runs), len(columns), len(case_rows), flipped, warnings)
@@ -159,10 +165,13 @@ def write_report(
     compare_dirs: Sequence[str | Path] = (),
     eval_dirs: Sequence[str | Path] = (),
     index_path: Path | None = None,
+    arena: dict[str, Any] | None = None,
 ) -> ReportSummary:
-    """Build the report for `run_dirs` (+ eval output dirs) and write it to `out` atomically."""
-    runs, sets = gather(run_dirs, compare_dirs, eval_dirs, index_path)
-    html, summary = render_html(runs, sets)
+    """Build the report for `run_dirs` (+ eval output dirs, + an arena results document) and
+    write it to `out` atomically."""
+    only_arena = arena is not None and not (run_dirs or compare_dirs or eval_dirs)
+    runs, sets = ([], []) if only_arena else gather(run_dirs, compare_dirs, eval_dirs, index_path)
+    html, summary = render_html(runs, sets, arena)
     out = Path(out)
     if out.is_dir():
         raise UsageError("--out is a directory", where=str(out), fix="pass a file name like report.html")

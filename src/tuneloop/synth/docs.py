@@ -2,9 +2,9 @@
 
 Per chunk the generator writes question/answer pairs from that chunk only. Each pair is then
 checked by the judge twice: is the answer faithful to the chunk, and does the question stand on
-its own (answerable without seeing the chunk)? Pairs failing either check, or too similar (ROUGE-L
-> threshold) to a question already kept or to a text the caller wants avoided, go to
-rejects.jsonl with the reason. Kept rows record their document, chunk and character span.
+its own (answerable without seeing the chunk)? Pairs failing either check, repeating a kept
+question word for word, or too similar (ROUGE-L > threshold) to a text the caller wants avoided
+go to rejects.jsonl with the reason. Kept rows record their document, chunk and character span.
 
 `generate_from_chunks` is the library entry point (`tuneloop iterate` passes the chunks and a
 `focus` describing what failed); `run_docs` reads and chunks files first.
@@ -28,6 +28,7 @@ from tuneloop.synth.stats import SynthStats
 
 PROMPTS = ["docs_qa", "judge_faithful", "judge_standalone"]
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".text"}
+REPEAT_THRESHOLD = 0.999  # ROUGE-L F1 of 1.0: the same tokens in the same order
 _HEADING_RE = re.compile(r"(?m)^(#{1,6})[ \t]+(\S.*)$")
 
 
@@ -184,7 +185,10 @@ def generate_from_chunks(chunks: Sequence[Chunk], generator: str | dict | Genera
     jreq = req if jgen is gen else Requester(jgen, None)
     stats = SynthStats("docs")
     avoid_pool = NoveltyPool(list(avoid), threshold=opt.threshold)
-    kept_pool = NoveltyPool([], threshold=opt.threshold)
+    # Questions about different facts often share their wording ("What time does X leave?"),
+    # so among kept questions only token-identical repeats are dropped; the ROUGE-L threshold
+    # applies to the texts the caller wants avoided.
+    kept_pool = NoveltyPool([], threshold=REPEAT_THRESHOLD)
     focus_text = f"\n\nFocus on: {focus.strip()}" if focus and focus.strip() else ""
     prog, update = progress_bar("docs", len(chunks), opt.progress)
 
@@ -234,7 +238,7 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
             d = kept_pool.check(q)
             stats.novelty.append(d.score)
             if not d.novel:
-                reason = "too_similar"
+                reason = "repeated_question"
         if reason:
             stats.reject(reason)
             run.rejects.append({"stage": "qa", "reason": reason, "question": q, "answer": a,

@@ -14,6 +14,7 @@ from tuneloop.errors import UsageError
 from tuneloop.report import plots, tables
 from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
 from tuneloop.report.runs import RunData, attach_index, load_run
+from tuneloop.report.synth import synth_views
 
 TEMPLATE = "report.html.j2"
 
@@ -145,6 +146,7 @@ def render_html(runs: list[RunData], sets: list[EvalSet]) -> tuple[str, ReportSu
         "steps_png": plots.suite_over_steps(runs),
         "bars_png": plots.pass_rate_bars(columns),
         "warnings": warnings,
+        "synth": synth_views(runs),
         "show": tables.show,
     }
     html = _environment().get_template(TEMPLATE).render(**context)

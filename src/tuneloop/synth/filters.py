@@ -13,6 +13,9 @@ _BLACKLIST_RE = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in BLACKLIST) 
                            re.IGNORECASE)
 MIN_WORDS, MAX_WORDS = 4, 150
 _ITEM_RE = re.compile(r"(?:^|\n)[ \t]*\d+[ \t]*[.)][ \t]*")
+_LEADING_NUM_RE = re.compile(r"^(?:\d+[ \t]*[.)][ \t]*)+")
+# A field that only echoes the prompt's template ("Input: ...") is not an instance.
+_PLACEHOLDER_RE = re.compile(r"^(?:\.{2,}|…|<[^<>]{0,20}>|\[[^\[\]]{0,20}\])$")
 _NOINPUT = {"<noinput>", "<no input>", "none", "n/a", "<none>"}
 
 
@@ -34,7 +37,8 @@ def parse_numbered(answer: str, first: int) -> list[str]:
     text = answer if re.match(r"\s*\d+\s*[.)]", answer) else f"{first}. {answer.lstrip()}"
     items = []
     for part in _ITEM_RE.split(text):
-        item = re.sub(r"\s+", " ", part).strip()
+        # Small models number twice ("2. 2. Task"): strip every leading enumeration.
+        item = _LEADING_NUM_RE.sub("", re.sub(r"\s+", " ", part).strip())
         if item:
             items.append(item)
     return items
@@ -67,7 +71,7 @@ def parse_instances(answer: str, output_first: bool) -> list[tuple[str, str]]:
     starts = [m.start() for m in re.finditer(rf"(?im)^[ \t]*{first}[ \t]*:", text)]
     pairs = []
     for s, e in zip(starts, starts[1:] + [len(text)]):
-        block = text[s:e]
+        block = re.split(r"(?im)^[ \t]*task[ \t]*:", text[s:e])[0]  # the prompt echoed back
         head = re.match(rf"(?is)[ \t]*{first}[ \t]*:(.*?)(?:^[ \t]*{second}[ \t]*:(.*))?\Z",
                         block, re.MULTILINE)
         if head is None:
@@ -85,7 +89,8 @@ def filter_instances(pairs: list[tuple[str, str]], limit: int
                      ) -> tuple[list[tuple[str, str]], Counter, str | None]:
     """(kept pairs, dropped-instance reasons, task-level reason or None).
 
-    Invalid instances are dropped (empty output, input equal to output, exact repeats); a task
+    Invalid instances are dropped (empty output, a template placeholder such as "..." as input
+    or output, input equal to output, exact repeats); a task
     whose same input gets different outputs is dropped whole ("conflicting_outputs").
     """
     dropped: Counter = Counter()
@@ -94,6 +99,9 @@ def filter_instances(pairs: list[tuple[str, str]], limit: int
     for inp, out in pairs:
         if not out.strip():
             dropped["empty_output"] += 1
+            continue
+        if _PLACEHOLDER_RE.match(out.strip()) or _PLACEHOLDER_RE.match(inp.strip()):
+            dropped["placeholder"] += 1
             continue
         if inp.strip() and inp.strip() == out.strip():
             dropped["input_equals_output"] += 1
@@ -122,9 +130,10 @@ _VERDICT_RE = re.compile(r"\[\[\s*(YES|NO)\s*\]\]", re.IGNORECASE)
 
 
 def parse_verdict(answer: str) -> tuple[bool | None, str]:
-    """([[YES]] → True, [[NO]] → False, none → None; the text before the last verdict)."""
+    """([[YES]] → True, [[NO]] → False, none → None; the judge's text without the verdict)."""
     found = list(_VERDICT_RE.finditer(answer))
     if not found:
         return None, answer.strip()[:500]
     last = found[-1]
-    return last.group(1).upper() == "YES", answer[: last.start()].strip()[:500]
+    reason = (answer[: last.start()] + " " + answer[last.end():]).strip()  # verdict first or last
+    return last.group(1).upper() == "YES", reason[:500]

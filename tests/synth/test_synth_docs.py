@@ -149,3 +149,25 @@ def test_unsupported_document_is_a_clean_error(tmp_path, capsys):
                "--out", str(tmp_path / "o"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc != 0 and "notes.docx" in err and "PDF" in err and "Traceback" not in err
+
+
+def test_separate_judge_spends_from_the_same_budget(tmp_path):
+    """--judge on another server: it judges every pair, and --max-requests counts its requests
+    too (a budget that cannot cover a chunk's judging stops before sending them)."""
+    doc = _doc(tmp_path)
+    writer, judge = FakeLLM(qa_and_judge), FakeLLM(qa_and_judge)
+    with writer.serve() as wurl, judge.serve() as jurl:
+        stats = generate_from_chunks(
+            chunk_text(read_document(doc), str(doc), 60, 5), spec(wurl), tmp_path / "a",
+            judge=spec(jurl), options=DocsOptions(questions=2, progress=False))
+        assert writer.kinds == {"qa": 2} and judge.kinds["judge_faithful"] == 4
+        assert stats["requests"]["total"] == 10 and stats["accepted"] == 2
+        rows = [json.loads(x) for x in (tmp_path / "a" / "train.jsonl").read_text().splitlines()]
+        assert rows[0]["meta"]["judge"] == f"openai:{jurl}/v1#fake"
+        writer.reset()
+        judge.reset()
+        capped = generate_from_chunks(
+            chunk_text(read_document(doc), str(doc), 60, 5), spec(wurl), tmp_path / "b",
+            judge=spec(jurl), options=DocsOptions(questions=2, max_requests=6, progress=False))
+    assert capped["stopped"] == "budget" and capped["requests"]["total"] == 6
+    assert writer.total == 2 and judge.total == 4  # chunk 2's judging (4) did not fit in 6

@@ -182,7 +182,7 @@ def generate_from_chunks(chunks: Sequence[Chunk], generator: str | dict | Genera
     }
     run = SynthRun(out, manifest)
     req = Requester(gen, opt.max_requests)
-    jreq = req if jgen is gen else Requester(jgen, None)
+    jreq = req if jgen is gen else Requester(jgen, share_budget_with=req)
     stats = SynthStats("docs")
     avoid_pool = NoveltyPool(list(avoid), threshold=opt.threshold)
     # Questions about different facts often share their wording ("What time does X leave?"),

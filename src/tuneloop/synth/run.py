@@ -100,6 +100,18 @@ class BudgetSpent(Exception):
     """Raised internally when --max-requests leaves no room for the next request group."""
 
 
+@dataclass
+class Budget:
+    """--max-requests: requests of the run's sequence so far, and the limit (None = none)."""
+
+    limit: int | None
+    used: int = 0
+
+    def room(self) -> int | None:
+        """Requests still allowed."""
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+
 class Requester:
     """Sends prompt batches through the cached generator, counting against the budget.
 
@@ -107,9 +119,12 @@ class Requester:
     resumed run stops at the same place an uninterrupted one would.
     """
 
-    def __init__(self, generator: Generator, max_requests: int | None = None):
+    def __init__(self, generator: Generator, max_requests: int | None = None,
+                 share_budget_with: Requester | None = None):
         self.generator = generator
-        self.max_requests = max_requests
+        # A judge on another backend spends from the generator's budget (one --max-requests).
+        self.budget: Budget = share_budget_with.budget if share_budget_with else \
+            Budget(max_requests)
         self.count = 0
         self.by_kind: dict[str, int] = {}
         inner = getattr(generator, "inner", generator)
@@ -124,7 +139,7 @@ class Requester:
 
     def room(self) -> int | None:
         """How many more requests the budget allows (None = unlimited)."""
-        return None if self.max_requests is None else max(0, self.max_requests - self.count)
+        return self.budget.room()
 
     def run(self, kind: str, prompts: list[Messages], params: GenParams) -> list[Reply]:
         """Answer all prompts (raises BudgetSpent, sending nothing, if they do not fit)."""
@@ -145,6 +160,7 @@ class Requester:
         by_key = dict(zip(unique.keys(), answers))
         texts = [by_key[json.dumps(p, sort_keys=True)] for p in prompts]
         self.count += len(prompts)
+        self.budget.used += len(prompts)
         self.by_kind[kind] = self.by_kind.get(kind, 0) + len(prompts)
         return [Reply(t, "req-" + cache_key(self.name, p, params)[:16])
                 for t, p in zip(texts, prompts)]

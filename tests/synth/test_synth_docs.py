@@ -102,7 +102,8 @@ def test_focus_and_avoid_for_targeted_rounds(tmp_path):
             chunks[:1], spec(url), tmp_path / "o", options=DocsOptions(questions=1,
                                                                         progress=False),
             focus="departure times", avoid=["What is the ferry that leaves pier 4 at 07:10?"])
-    assert stats["accepted"] == 0 and stats["rejected"] == {"too_similar_to_avoided": 1}
+    assert stats["accepted"] == 0
+    assert stats["rejected"] == {"too_similar_to_avoided": 1, "over_question_limit": 3}
     assert "Focus on: departure times" in fake.log[0][1]
     assert fake.kinds["judge_faithful"] == 0  # nothing judged, nothing paid for
 

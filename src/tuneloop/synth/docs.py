@@ -228,7 +228,10 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
     where = {"document": chunk.document, "chunk": chunk.index, "span": [chunk.start, chunk.end],
              "heading": chunk.heading}
     candidates = []
-    for q, a in parse_pairs(reply.text)[: opt.questions]:
+    parsed = parse_pairs(reply.text)
+    if len(parsed) > opt.questions:  # counted, not silently lost
+        stats.reject("over_question_limit", len(parsed) - opt.questions)
+    for q, a in parsed[: opt.questions]:
         reason = None
         if not q or not a:
             reason = "empty_question_or_answer"
@@ -247,7 +250,7 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
         kept_pool.add(q)  # an earlier pair of the same chunk counts for the next one
         candidates.append((q, a))
     if not candidates:
-        if not parse_pairs(reply.text):
+        if not parsed:
             stats.reject("no_pairs_parsed")
             run.rejects.append({"stage": "qa", "reason": "no_pairs_parsed",
                                 "text": reply.text[:2000], "request_id": reply.request_id,

@@ -6,7 +6,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 from fake_llm import FakeLLM, spec
 
 from tuneloop.cli import main
@@ -123,7 +122,7 @@ def test_chunks_cut_at_headings_with_overlap_inside_sections():
 
 def test_pdf_documents_are_read(tmp_path):
     """A PDF goes through pypdf's text extraction."""
-    pypdf = pytest.importorskip("pypdf")
+    import pypdf
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
     writer = pypdf.PdfWriter()

@@ -12,6 +12,8 @@ left with none (or with one input given different outputs) is dropped whole.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,14 +115,24 @@ def _instructions_prompt(examples: list[str], prompt) -> tuple[list[dict], int]:
     return prompt.messages(tasks="\n".join(lines), next=str(nxt)), nxt
 
 
-def run_self_instruct(seeds_path: str | Path, generator: str | dict | Generator, out: str | Path,
+def run_self_instruct(seeds_path: str | Path | list[SeedTask],
+                      generator: str | dict | Generator, out: str | Path,
                       options: SelfInstructOptions | None = None) -> dict[str, Any]:
-    """Bootstrap tasks from seeds into `out` (resumable); returns the stats written."""
+    """Bootstrap tasks from seeds (a file, or SeedTask objects) into `out` (resumable)."""
     opt = options or SelfInstructOptions()
     if opt.target < 1 or not 1 <= opt.instances <= 5 or opt.batch < 1:
         raise UsageError(f"need --target ≥ 1, --instances in 1..5 and --batch ≥ 1 (got "
                          f"{opt.target}, {opt.instances}, {opt.batch})")
-    seeds = load_seeds(seeds_path)
+    if isinstance(seeds_path, list):
+        seeds = seeds_path
+        if not seeds:
+            raise UsageError("no seed tasks given", fix="pass at least one SeedTask")
+        seeds_digest = hashlib.sha256(json.dumps(
+            [[s.instruction, s.instances, s.is_classification] for s in seeds]).encode()
+        ).hexdigest()
+    else:
+        seeds = load_seeds(seeds_path)
+        seeds_digest = hashlib.sha256(Path(seeds_path).read_bytes()).hexdigest()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gen = open_generator(generator, out)
@@ -129,8 +141,6 @@ def run_self_instruct(seeds_path: str | Path, generator: str | dict | Generator,
                         seed=opt.seed)
     p_cls = GenParams(max_tokens=8, temperature=0.0, seed=opt.seed)
     p_inst = GenParams(max_tokens=opt.instance_max_tokens, temperature=0.0, seed=opt.seed)
-    import hashlib
-
     manifest = {
         "recipe": "self-instruct", "generator": gen.name, "judge": None,
         "params": {"instances": opt.instances, "batch": opt.batch, "seed": opt.seed,
@@ -139,8 +149,8 @@ def run_self_instruct(seeds_path: str | Path, generator: str | dict | Generator,
                    "instances_gen": p_inst.to_dict(), **opt.extra},
         "limits": {"target": opt.target, "max_requests": opt.max_requests},
         "prompts": hashes,
-        "inputs": {"seeds": str(seeds_path),
-                   "seeds_sha256": hashlib.sha256(Path(seeds_path).read_bytes()).hexdigest()},
+        "inputs": {"seeds": "<memory>" if isinstance(seeds_path, list) else str(seeds_path),
+                   "seeds_sha256": seeds_digest},
     }
     run = SynthRun(out, manifest)
     req = Requester(gen, opt.max_requests)

@@ -195,8 +195,7 @@ def generate_from_chunks(chunks: Sequence[Chunk], generator: str | dict | Genera
     def finish() -> dict[str, Any]:
         requests = {"total": req.count + (jreq.count if jreq is not req else 0),
                     "by_kind": {**req.by_kind, **(jreq.by_kind if jreq is not req else {})},
-                    "sent_this_invocation": (getattr(gen, "misses", 0) or 0)
-                    + ((getattr(jgen, "misses", 0) or 0) if jgen is not gen else 0)}
+                    "sent_this_invocation": req.sent + (jreq.sent if jreq is not req else 0)}
         data = stats.to_json(requests)
         data["chunks"] = len(chunks)
         data["resumed"] = run.resumed

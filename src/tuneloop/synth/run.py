@@ -126,6 +126,7 @@ class Requester:
         self.budget: Budget = share_budget_with.budget if share_budget_with else \
             Budget(max_requests)
         self.count = 0
+        self.sent = 0  # requests this invocation had to send (not answered by the cache)
         self.by_kind: dict[str, int] = {}
         inner = getattr(generator, "inner", generator)
         # A URL backend has its own concurrency limit: send one prompt per call from that many
@@ -152,6 +153,10 @@ class Requester:
         for p in prompts:
             unique.setdefault(json.dumps(p, sort_keys=True), p)
         todo = list(unique.values())
+        cache = getattr(self.generator, "cache", None)
+        if cache is not None:  # what this call will send, counted before sending
+            keys = [cache_key(self.name, p, params) for p in todo]
+            self.sent += len(set(keys) - set(cache.get_many(keys)))
         if self.concurrency and len(todo) > 1:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
                 answers = list(pool.map(lambda p: self.generator.generate([p], params)[0], todo))

@@ -162,8 +162,8 @@ def run_self_instruct(seeds_path: str | Path | list[SeedTask],
 
     def finish() -> dict[str, Any]:
         data = stats.to_json({"total": req.count, "by_kind": req.by_kind,
-                              "sent_this_invocation": getattr(gen, "misses", None),
-                              "cached_this_invocation": getattr(gen, "hits", None)})
+                              "sent_this_invocation": req.sent,
+                              "cached_this_invocation": req.count - req.sent})
         data["resumed"] = run.resumed
         run.write_stats(data)
         return data

@@ -57,7 +57,8 @@ def qa_and_judge(kind: str, text: str, n: int) -> str:
 
 def test_docs_rows_carry_spans_and_judge_rejections_carry_reasons(tmp_path):
     """Two heading sections → two chunks; each kept pair points at its exact chunk span; each
-    judge rejection keeps the judge's reason; an answer without a verdict is counted apart."""
+    judge rejection keeps the judge's reason; an answer without a verdict is counted apart,
+    never scored (R18)."""
     doc = _doc(tmp_path)
     out = tmp_path / "out"
     fake = FakeLLM(qa_and_judge)

@@ -157,7 +157,7 @@ def test_changed_options_refuse_to_resume(seeds, tmp_path, capsys):
 
 
 def test_bad_seed_file_names_line(tmp_path, capsys):
-    """A seed row without an output fails with file:line and no traceback."""
+    """R10: a seed row without an output fails naming file:line and the field, no traceback."""
     bad = tmp_path / "seeds.jsonl"
     bad.write_text(json.dumps(SEEDS[0]) + "\n" + json.dumps({"instruction": "x"}) + "\n")
     rc = main(["synth", "self-instruct", "--seeds", str(bad), "--generator",

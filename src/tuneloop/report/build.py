@@ -15,6 +15,7 @@ from tuneloop.report import plots, tables
 from tuneloop.report.arena import arena_view
 from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
 from tuneloop.report.runs import RunData, attach_index, load_run
+from tuneloop.report.synth import synth_views
 
 TEMPLATE = "report.html.j2"
 
@@ -150,6 +151,7 @@ def render_html(runs: list[RunData], sets: list[EvalSet],
         "steps_png": plots.suite_over_steps(runs),
         "bars_png": plots.pass_rate_bars(columns),
         "warnings": warnings,
+        "synth": synth_views(runs),
         "show": tables.show,
         "arena": arena_view(arena) if arena is not None else None,
     }

@@ -18,7 +18,7 @@ from tuneloop.errors import TuneloopError
 # Modules are imported when the CLI starts, but heavy libraries (torch, transformers) are imported
 # inside the command functions so `tuneloop --help` stays fast.
 COMMAND_MODULES = ("data", "data_preview", "train", "infer", "eval", "eval_judge", "serve", "runs",
-                   "demo")
+                   "demo", "export")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

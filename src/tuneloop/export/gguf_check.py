@@ -1,6 +1,10 @@
 """Reload an exported GGUF with transformers' GGUF reader and compare it with the HF model.
 
 What passes:
+- weights: every tensor transformers reads back equals the HF weight after the same rounding the
+  file applies (f16, or Q8_0 quantize + dequantize) — exactly. This is the check that catches a
+  wrong name, Q/K layout or tied output; greedy text alone does not (a small random model answers
+  the same with scrambled attention);
 - tokenizer: the GGUF's own tokenizer + chat template give exactly the HF prompt ids on every
   probe conversation (both formats);
 - f16: greedy answers identical, token for token, to the fp32 HF model's on every probe;
@@ -61,6 +65,43 @@ def _top1_agreement(hf_model: Any, gguf_model: Any, prompt: list[int],
     return int(same), len(answer)
 
 
+def _rounded(array: Any, quant: str) -> Any:
+    """What a weight becomes after being written as QUANT and read back."""
+    import gguf
+    import numpy as np
+
+    if array.ndim == 1:
+        return array
+    if quant == "q8_0" and array.shape[-1] % 32 == 0:
+        qtype = gguf.GGMLQuantizationType.Q8_0
+        return gguf.quants.dequantize(gguf.quants.quantize(array, qtype), qtype)
+    return array.astype(np.float16).astype(np.float32)
+
+
+def check_weights(source: Source, model: Any, quant: str) -> Check:
+    """Every weight read back equals the HF weight rounded the way QUANT rounds it."""
+    import numpy as np
+
+    ours = source.model.state_dict()
+    theirs = model.state_dict()
+    missing = sorted(set(ours) ^ set(theirs))
+    worst, worst_name = 0.0, ""
+    for name, tensor in ours.items():
+        if name not in theirs:
+            continue
+        want = _rounded(tensor.detach().float().cpu().numpy(), quant)
+        got = theirs[name].detach().float().cpu().numpy()
+        diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+        if diff > worst:
+            worst, worst_name = diff, name
+    passed = not missing and worst <= 1e-6
+    detail = (f"{len(ours)} tensors read back equal the {quant}-rounded HF weights"
+              if passed else f"max |Δw| {worst:.3g} in {worst_name or '-'}; "
+              f"mismatched names {missing[:4]}")
+    return Check("gguf weights (names, Q/K layout, tied output)", passed, detail,
+                 {"max_abs_weight_diff": worst, "mismatched_names": missing})
+
+
 def check_gguf(source: Source, path: Path, quant: str) -> list[Check]:
     """Run the round-trip checks on PATH (see the module docstring for what passes)."""
     from tuneloop.data.render import Renderer
@@ -69,7 +110,7 @@ def check_gguf(source: Source, path: Path, quant: str) -> list[Check]:
     renderer = Renderer(tokenizer, template="chat")
     hf_ids, gguf_ids = probe_ids(source.renderer), probe_ids(renderer)
     same_ids = hf_ids == gguf_ids
-    checks = [Check("gguf tokenizer + chat template", same_ids,
+    checks = [check_weights(source, model, quant), Check("gguf tokenizer + chat template", same_ids,
                     "the GGUF's tokenizer and chat template give the HF prompt ids on "
                     f"{sum(a == b for a, b in zip(hf_ids, gguf_ids))}/{len(PROBES)} probes",
                     {"same_prompt_ids": same_ids})]

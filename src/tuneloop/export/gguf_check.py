@@ -18,7 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuneloop.export.source import PROBES, Check, Source, logits_on, max_logit_diff, probe_ids
+from tuneloop.export.source import (
+    PROBES,
+    Check,
+    ExportError,
+    Source,
+    logits_on,
+    max_logit_diff,
+    probe_ids,
+)
 
 Q8_AGREEMENT = 0.90
 MAX_NEW_TOKENS = 24
@@ -44,8 +52,10 @@ def greedy_ids(model: Any, prompt: list[int], stop_ids: list[int], pad_id: int,
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, top_k=None,
                               temperature=None, top_p=None, eos_token_id=stop_ids,
                               pad_token_id=pad_id)
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        out = model.generate(input_ids=torch.tensor([prompt]), generation_config=config)
+        out = model.generate(input_ids=torch.tensor([prompt], device=device),
+                             generation_config=config)
     new = out[0, len(prompt):].tolist()
     for i, tid in enumerate(new):
         if tid in stop_ids:
@@ -106,7 +116,12 @@ def check_gguf(source: Source, path: Path, quant: str) -> list[Check]:
     """Run the round-trip checks on PATH (see the module docstring for what passes)."""
     from tuneloop.data.render import Renderer
 
-    model, tokenizer = load_gguf(path)
+    try:
+        model, tokenizer = load_gguf(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it back fails the export
+        raise ExportError(f"transformers could not read the written GGUF back "
+                          f"({type(exc).__name__}: {exc})", where=str(path),
+                          fix="nothing was kept; report this with --debug output") from None
     renderer = Renderer(tokenizer, template="chat")
     hf_ids, gguf_ids = probe_ids(source.renderer), probe_ids(renderer)
     same_ids = hf_ids == gguf_ids

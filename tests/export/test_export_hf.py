@@ -146,3 +146,11 @@ def test_not_a_run_dir_and_unknown_format(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'onnx' is not one of" in err and "hf" in err
     assert not any((tmp_path / n).exists() for n in ("o1", "o2", "o3"))
+
+
+def test_export_is_registered_with_help(capsys):
+    """`tuneloop export --help` lists the formats and points at the checks it runs."""
+    assert main(["export", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--format [hf|gguf|ollama]" in out and "--quant [f16|q8_0]" in out
+    assert "merged into the fp32 base" in out

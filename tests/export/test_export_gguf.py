@@ -42,7 +42,8 @@ def test_rope_permutation_is_what_transformers_reader_undoes():
 @pytest.mark.parametrize("quant", ["f16", "q8_0"])
 def test_lora_run_gguf_round_trip(lora_run, tiny_model_dir, tmp_path, quant):
     """The GGUF of a LoRA run holds llama.cpp's names (tied output left out), the vocabulary,
-    template and stop ids; read back by transformers it answers like the adapter model."""
+    template and stop ids (eot = <|im_end|>, R14); read back by transformers its tokenizer and
+    template give the training prompt ids (R15) and it answers like the adapter model."""
     import gguf
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -28,7 +28,8 @@ def _prompt_ids(tokenizer, content="Describe item 3."):
 
 def test_lora_merge_equals_adapter_logits(lora_run, tiny_model_dir, tmp_path, capsys):
     """Merged weights give the adapter model's logits (≤ 1e-4) when loaded by plain transformers;
-    the export differs from the base (the adapter was not dropped) and describes itself."""
+    the export differs from the base (the adapter was not dropped) and describes itself; its saved
+    chat template is the training template (R15), weights are safetensors (R7)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -71,7 +71,7 @@ def test_renderer_handles_trims():
 
 def test_modelfile_template_matches_chat_template(lora_run, tmp_path):
     """Two-turn conversation, with and without a system turn: TEMPLATE == apply_chat_template;
-    stop = <|im_end|>; FROM names the GGUF beside it."""
+    stop = <|im_end|> (R14: the model stops); FROM names the GGUF beside it (R15)."""
     from tuneloop.export.ollama import parse_modelfile
     from tuneloop.models import load_tokenizer
 

@@ -365,26 +365,31 @@ def _gguf_in(path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _resolve_gguf(ref: str, gguf_file: Path) -> ResolvedModel:
-    """A GGUF file: transformers reads weights (dequantized), tokenizer and chat template from it."""
+@functools.lru_cache(maxsize=8)
+def _gguf_strings(path: str, size: int, mtime_ns: int) -> dict[str, str | None]:
+    """The few string keys a GGUF reference needs (parsing a file takes seconds: cached by
+    path, size and mtime, since one command resolves the same reference several times)."""
     import gguf
 
     try:
-        fields = gguf.GGUFReader(str(gguf_file)).fields
+        fields = gguf.GGUFReader(path).fields
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"not a readable GGUF file ({type(exc).__name__}: {exc})",
-                         where=str(gguf_file), fix="pass a complete .gguf file") from None
+                         where=path, fix="pass a complete .gguf file") from None
+    keys = ("tuneloop.base_model", "tuneloop.method", "tokenizer.chat_template")
+    return {k: str(fields[k].contents()) if k in fields else None for k in keys}
 
-    def text(key: str) -> str | None:
-        field = fields.get(key)
-        return str(field.contents()) if field is not None else None
 
-    meta = {"gguf_file": gguf_file.name, "base_model": text("tuneloop.base_model"),
-            "method": text("tuneloop.method")}
+def _resolve_gguf(ref: str, gguf_file: Path) -> ResolvedModel:
+    """A GGUF file: transformers reads weights (dequantized), tokenizer and chat template from it."""
+    st = gguf_file.stat()
+    strings = _gguf_strings(str(gguf_file.resolve()), st.st_size, st.st_mtime_ns)
+    meta = {"gguf_file": gguf_file.name, "base_model": strings["tuneloop.base_model"],
+            "method": strings["tuneloop.method"]}
     parent = str(gguf_file.parent.resolve())
     return ResolvedModel(ref=ref, kind="gguf", weights=parent, adapter=None,
                          tokenizer_path=parent, base_ref=meta["base_model"],
-                         template="chat" if text("tokenizer.chat_template") else "auto",
+                         template="chat" if strings["tokenizer.chat_template"] else "auto",
                          metadata=meta)
 
 

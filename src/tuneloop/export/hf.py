@@ -10,8 +10,8 @@ from tuneloop.export.source import (
     PROBES,
     Check,
     Source,
-    logits_on,
     max_logit_diff,
+    precise_logits,
     probe_ids,
     require,
 )
@@ -49,11 +49,11 @@ def check_hf(source: Source, out: Path) -> Check:
     saved_ids = [tokenizer.apply_chat_template(p, add_generation_prompt=p[-1]["role"] != "assistant",
                                                tokenize=False) for p in PROBES]
     same_prompt = [tokenizer(t, add_special_tokens=False).input_ids for t in saved_ids] == ids
-    diff = max_logit_diff(source.reference_logits, logits_on(reloaded, ids))
+    diff = max_logit_diff(source.reference_logits, precise_logits(reloaded, ids))
     what = "merged == adapter logits" if source.method == "lora" else "saved == loaded logits"
     check = Check(f"hf reload: {what}", diff <= MERGE_TOLERANCE and same_prompt,
-                  f"max |Δlogit| {diff:.2e} (limit {MERGE_TOLERANCE:g}); saved chat template "
-                  f"gives the training prompt ids: {'yes' if same_prompt else 'NO'}",
+                  f"max |Δlogit| {diff:.2e}, float64 forward (limit {MERGE_TOLERANCE:g}); saved "
+                  f"chat template gives the training prompt ids: {'yes' if same_prompt else 'NO'}",
                   {"max_abs_logit_diff": diff, "same_prompt_ids": same_prompt})
     require(check)
     return check

@@ -43,7 +43,7 @@ class ResolvedModel:
     """Where a model reference's pieces live (nothing loaded yet)."""
 
     ref: str
-    kind: str  # "embedded" | "hub" | "local" | "run"
+    kind: str  # "embedded" | "hub" | "local" | "run" | "gguf"
     weights: str  # HF directory path or hub id of the base/full weights
     adapter: Path | None
     tokenizer_path: str
@@ -265,13 +265,16 @@ def _set_distinct_pad(tokenizer: Any) -> None:
 
 
 def resolve_model_ref(ref: str | Path) -> ResolvedModel:
-    """Resolve a model reference (alias, hub id, local HF dir, run dir) to where its parts live."""
+    """Resolve a model reference (alias, hub id, local HF dir, run dir, GGUF file) to its parts."""
     ref = str(ref)
     if ref == EMBEDDED_ALIAS:
         weights = str(ensure_embedded_model())
         return ResolvedModel(ref=ref, kind="embedded", weights=weights, adapter=None,
                              tokenizer_path=weights, base_ref=None)
     path = Path(ref).expanduser()
+    gguf_file = _gguf_in(path) if path.exists() else None
+    if gguf_file is not None:
+        return _resolve_gguf(ref, gguf_file)
     if path.exists():
         return _resolve_dir(ref, path)
     if _HUB_ID.match(ref) and not ref.startswith((".", "~")):
@@ -344,6 +347,59 @@ def _resolve_saved(ref: str, model_dir: Path) -> ResolvedModel:
 
 
 # ---------------------------------------------------------------------------------------------
+# GGUF files as model references (what `tuneloop export --format gguf|ollama` writes)
+
+
+def _gguf_in(path: Path) -> Path | None:
+    """The GGUF file a reference names: a .gguf file, or the one .gguf in a directory that
+    holds no HF model (an export directory); None when the path is not a GGUF reference."""
+    if path.is_file():
+        return path if path.suffix.lower() == ".gguf" else None
+    if not path.is_dir() or any((path / name).exists() for name in (
+            "config.json", "adapter_config.json", METADATA_FILE, "model", "run.json")):
+        return None
+    found = sorted(path.glob("*.gguf"))
+    if len(found) > 1:
+        raise ModelError(f"{path} holds {len(found)} GGUF files "
+                         f"({', '.join(p.name for p in found[:4])})",
+                         fix="pass the path of the one .gguf file to use")
+    return found[0] if found else None
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_strings(path: str, size: int, mtime_ns: int) -> dict[str, str | None]:
+    """The few string keys a GGUF reference needs (parsing a file takes seconds: cached by
+    path, size and mtime, since one command resolves the same reference several times)."""
+    import gguf
+
+    try:
+        fields = gguf.GGUFReader(path).fields
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"not a readable GGUF file ({type(exc).__name__}: {exc})",
+                         where=path, fix="pass a complete .gguf file") from None
+    keys = ("tuneloop.base_model", "tuneloop.method", "tokenizer.chat_template")
+    return {k: str(fields[k].contents()) if k in fields else None for k in keys}
+
+
+def _resolve_gguf(ref: str, gguf_file: Path) -> ResolvedModel:
+    """A GGUF file: transformers reads weights (dequantized), tokenizer and chat template from it."""
+    st = gguf_file.stat()
+    strings = _gguf_strings(str(gguf_file.resolve()), st.st_size, st.st_mtime_ns)
+    meta = {"gguf_file": gguf_file.name, "base_model": strings["tuneloop.base_model"],
+            "method": strings["tuneloop.method"]}
+    parent = str(gguf_file.parent.resolve())
+    return ResolvedModel(ref=ref, kind="gguf", weights=parent, adapter=None,
+                         tokenizer_path=parent, base_ref=meta["base_model"],
+                         template="chat" if strings["tokenizer.chat_template"] else "auto",
+                         metadata=meta)
+
+
+def _gguf_kwargs(resolved: ResolvedModel) -> dict[str, Any]:
+    """from_pretrained kwargs that make transformers read a GGUF reference's file."""
+    return {"gguf_file": resolved.metadata["gguf_file"]} if resolved.kind == "gguf" else {}
+
+
+# ---------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -397,7 +453,8 @@ def load_tokenizer(ref: str | Path | ResolvedModel) -> Any:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.tokenizer_path,
-                                                  **_hub_kwargs(resolved.tokenizer_path))
+                                                  **_hub_kwargs(resolved.tokenizer_path),
+                                                  **_gguf_kwargs(resolved))
     except (OSError, ValueError) as exc:
         raise _not_found(resolved, exc) from None
     if tokenizer.pad_token is None:
@@ -434,7 +491,8 @@ def load_model(
     dtype = dtype or default_dtype(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.weights, dtype=dtype,
-                                                     **_hub_kwargs(resolved.weights))
+                                                     **_hub_kwargs(resolved.weights),
+                                                     **_gguf_kwargs(resolved))
     except (OSError, ValueError) as exc:
         raise _not_found(resolved, exc) from None
     if resolved.adapter is not None:

@@ -8,7 +8,6 @@ import sys
 import click
 
 from tuneloop.data.load import FORMATS
-from tuneloop.data.provenance import provenance_line
 from tuneloop.errors import DataError, UsageError
 
 
@@ -170,6 +169,8 @@ def print_check_summary(report, *, out: str | None = None, rejects: str | None =
     if stats and stats.first_words:
         words = ", ".join(f"{escape(w)} {n}" for w, n in stats.first_words)
         con.print(f"most common first words: {words}")
+    from tuneloop.data.provenance import provenance_line  # lazy: CLI start-up
+
     if (line := provenance_line(report.kept)) is not None:
         con.print(line)  # rows written by `tuneloop synth` say who wrote them
     if report.contamination is not None:

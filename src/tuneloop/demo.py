@@ -148,7 +148,7 @@ def _quick_prompt(system_prompt: str) -> str:
 
 def _train_config(data_dir: Path, split_dir: Path, model_ref: str, quick: bool) -> Any:
     """demo.yaml with the split's files, the chosen model, and --quick's step cap."""
-    from tuneloop.config import load_config
+    from tuneloop.train.config import load_config
 
     overrides = [f"data.train=[{json.dumps(str(split_dir / 'train.jsonl'))}]",
                  f"data.eval=[{json.dumps(str(split_dir / 'test.jsonl'))}]",
@@ -240,7 +240,7 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
     from tuneloop.infer.generate import load_for_generation
     from tuneloop.models import EMBEDDED_ALIAS
     from tuneloop.report.build import write_report
-    from tuneloop.train.trainer import train
+    from tuneloop.train import train
 
     console = console or Console()
     model_ref = model or EMBEDDED_ALIAS

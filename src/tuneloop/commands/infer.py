@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from tuneloop.errors import DataError
+from tuneloop.rundir import write_atomic
 
 _gen_options = [
     click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
@@ -93,7 +94,6 @@ def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, tempe
     assistant message in a "messages" row (a reference answer) is not sent to the model.
     """
     from tuneloop.infer.generate import generate, load_for_generation
-    from tuneloop.train.rundir import write_atomic
 
     rows, prompts = read_prompts(input_path, system_prompt)
     model, tokenizer, renderer = load_for_generation(ref, device)

@@ -97,7 +97,7 @@ def heldout_loss(
     batch_size: int = 8, progress: bool = True,
 ) -> HeldoutLoss:
     """Held-out loss/perplexity of a loaded model on records (same render + mask as training)."""
-    from tuneloop.train.trainer import evaluate_loss
+    from tuneloop.train import evaluate_loss
 
     examples, dropped = render_heldout(renderer, records, system_prompt=system_prompt,
                                        few_shot=few_shot)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import UsageError
-from tuneloop.rundir import read_json_lenient, read_jsonl_lenient
+from tuneloop.rundir import RunDir, read_json_lenient, read_jsonl_lenient
 
 _ID_KEYS = ("id", "case_id", "name")
 _PROMPT_KEYS = ("prompt", "input", "messages", "question", "instruction")
@@ -299,7 +299,7 @@ def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
 
 def run_eval_sets(run_dir: Path, run_name: str) -> list[EvalSet]:
     """Eval outputs stored inside a run (`RUN/evals/<name>/`), labelled with the run's name."""
-    evals = run_dir / "evals"
+    evals = RunDir(Path(run_dir)).evals
     if not evals.is_dir():
         return []
     found = []

@@ -1,6 +1,8 @@
-"""Training throughput: tuneloop's packed loop vs TRL's SFTTrainer at its defaults, in one run.
+"""Training throughput: tuneloop's shipped training loop vs TRL's SFTTrainer at its defaults.
 
-Both sides fine-tune the same model (same initial weights) on the same pre-tokenized synthetic
+The tuneloop side is `tuneloop.train.train` itself (the SFT objective's packing and loss, its
+optimizer groups, schedule, precision and accumulation), so a slowdown of the real trainer shows
+here; only its data step is handed the benchmark's pre-tokenized rows. Both sides fine-tune the same model (same initial weights) on the same pre-tokenized synthetic
 instruction rows (total lengths drawn log-normal, clipped to 20-1000 tokens, seeded), with the same
 examples per optimizer step (8), optimizer (fused AdamW), learning rate, schedule and number of
 steps. Each side runs in its own subprocess so peak memory (RSS on CPU,
@@ -11,8 +13,9 @@ second of training, excluding the first --warmup step(s) of both sides.
     python benchmarks/train_throughput.py --device cuda --shape llama-1b --steps 30
     python benchmarks/train_throughput.py --sides tuneloop --variant attn=sdpa --variant gc=1
 
-A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1,
-bf16=0|1, max_tokens=N, compile=0|1, threads=N); each variant is one more tuneloop row.
+A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1 =
+training.gradient_checkpointing, bf16=0|1 = training.precision (GPU only), max_tokens=N =
+training.max_tokens_per_batch, compile=0|1, threads=N); each variant is one more tuneloop row.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ LR = 2e-5  # TRL's SFTConfig default learning rate
 MAX_GRAD_NORM = 1.0  # transformers' TrainingArguments default
 MIN_LEN, MAX_LEN = 20, 1000
 
-# Winners measured on the 2-core CPU (docs/benchmarks.md): per-document attention, no activation
-# checkpointing, bf16 autocast where oneDNN has native bf16 (AVX512-BF16/AMX; else fp32).
-# On CUDA: bf16 autocast, no checkpointing (not measured in this session: no GPU was lent).
-CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": -1, "max_tokens": 0, "compile": 0, "threads": 0}
+# What the shipped loop does by default (docs/benchmarks.md): per-document attention, no activation
+# checkpointing; fp32 on CPU (training.precision auto; the loop trains bf16 only on a GPU),
+# bf16 autocast on CUDA.
+CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": 0, "max_tokens": 0, "compile": 0, "threads": 0}
 CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": 1, "max_tokens": 0, "compile": 0, "threads": 0}
 
 WORDS = (  # split in make_rows
@@ -189,34 +192,20 @@ def run_trl(args, rows, device: str) -> dict:
 
 
 def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
-    """tuneloop's loop: plan_batches → collate_packed → packed_loss → fused AdamW (mirrors trainer)."""
+    """The shipped loop (tuneloop.train.train): its SFT objective, optimizer groups, schedule,
+    precision and accumulation. Only the data step differs: the SFT objective's prepare_data is
+    given the benchmark's pre-tokenized rows, so both sides train on exactly the same tokens."""
     import torch
-    from rich.progress import Progress
 
-    from tuneloop.train.collate import (
-        collate_packed,
-        enable_packed_attention,
-        packed_loss,
-        plan_batches,
-    )
+    from tuneloop import rundir
+    from tuneloop.train import TrainConfig, TrainHooks, objectives, train
+    from tuneloop.train.collate import enable_packed_attention
+    from tuneloop.train.fingerprint import rendered_hash
+    from tuneloop.train.objectives.base import PreparedData
+    from tuneloop.train.objectives.sft import SFTObjective
 
     if variant["threads"]:
         torch.set_num_threads(int(variant["threads"]))
-    model, _tok = load(args, device)
-    model.train()
-    # "auto": flash-attention 2 on CUDA when installed, else tuneloop's per-document varlen.
-    attn = enable_packed_attention(
-        model, None if variant["attn"] == "auto" else _attn_name(variant["attn"])
-    )
-    if variant["gc"]:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if args.method == "lora":
-            model.enable_input_require_grads()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0, fused=True)
-    # transformers' default schedule: linear decay to 0 over max_steps, no warmup.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / args.steps))
-    forward = torch.compile(packed_loss, dynamic=True) if variant["compile"] else packed_loss
 
     class Ex:
         __slots__ = ("input_ids", "labels")
@@ -225,38 +214,68 @@ def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
             self.input_ids, self.labels = row["input_ids"], row["labels"]
 
     examples = [Ex(r) for r in rows]
-    lengths = [len(r["input_ids"]) for r in rows]
-    steps = plan_batches(lengths, batch_size=BATCH_SIZE, seed=args.seed, epoch=0)[: args.steps]
-    cap = int(variant["max_tokens"]) or None
+    counts = {"real": 0, "total": 0}
+    attention: list[str] = []
+
+    class RowsSFT(SFTObjective):
+        """The shipped SFT objective on the benchmark's rows (same collate, loss, setup)."""
+
+        def prepare_data(self, config, renderer):
+            return PreparedData(train=examples, eval=[],
+                                fingerprint={"id": rendered_hash(examples)})
+
+        def setup(self, model, data, ctx):
+            # "auto": flash-attention 2 on CUDA when installed, else tuneloop's per-document varlen
+            attention.append(enable_packed_attention(
+                model, None if variant["attn"] == "auto" else _attn_name(variant["attn"])))
+
+        def collate(self, batch_examples):
+            batch = super().collate(batch_examples)
+            counts["real"] += batch.n_real_tokens
+            counts["total"] += batch.n_positions
+            return batch
+
+    objectives.OBJECTIVES["sft"] = lambda config: RowsSFT()
     stats: list[dict] = []
-    with Progress(disable=args.quiet) as bar:
-        task = bar.add_task(f"tuneloop {variant_label(variant)}", total=len(steps))
-        for idxs in steps:
-            # One optimizer step = BATCH_SIZE examples; with max_tokens they are split into packed
-            # micro-batches whose gradients accumulate (loss normalised by the step's targets).
-            micro = plan_batches([lengths[i] for i in idxs], batch_size=BATCH_SIZE, seed=0,
-                                 epoch=0, shuffle=False, max_tokens=cap)
-            batches = [collate_packed([examples[idxs[j]] for j in m]) for m in micro]
-            n_step = sum(b["n_trained_tokens"] for b in batches)
-            total = 0.0
-            for b in batches:
-                with torch.autocast(device, dtype=torch.bfloat16, enabled=bool(variant["bf16"])):
-                    loss_sum, _n = forward(model, b)
-                (loss_sum / max(n_step, 1)).backward()
-                total += loss_sum.item()
-            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            real = sum(b["n_real_tokens"] for b in batches)
-            n_pos = sum(b["input_ids"].numel() for b in batches)
-            stats.append({"real": real, "total": n_pos, "t": time.perf_counter(),
-                          "cpu": time.process_time(), "loss": total / max(n_step, 1)})
-            bar.advance(task)
-    extra = {**variant, "attention": attn}
+
+    def after_step(step: int) -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        stats.append({"real": counts["real"], "total": counts["total"], "t": time.perf_counter(),
+                      "cpu": time.process_time()})
+        counts["real"] = counts["total"] = 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_ref = args.model if args.shape is None else save_shape(args, Path(tmp) / "init")
+        config = TrainConfig.model_validate({
+            "name": "bench", "model": model_ref, "method": args.method,
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
+            "data": {"train": [args.child_data], "eval_fraction": 0.0, "max_length": MAX_LEN},
+            # transformers' defaults as TRL runs them: linear decay to 0, no warmup, no decay
+            "training": {"max_steps": args.steps, "batch_size": BATCH_SIZE, "learning_rate": LR,
+                         "scheduler": "linear", "warmup_steps": 0, "weight_decay": 0.0,
+                         "max_grad_norm": MAX_GRAD_NORM, "seed": args.seed,
+                         "precision": "bf16" if variant["bf16"] else "fp32",
+                         "gradient_checkpointing": "on" if variant["gc"] else "off",
+                         "max_tokens_per_batch": int(variant["max_tokens"]) or None,
+                         "compile": bool(variant["compile"])},
+            "eval": {"at_start": False},
+            "logging": {"interval": 1, "report_to": [], "progress": not args.quiet},
+        })
+        result = train(config, output_dir=Path(tmp) / "run", hooks=TrainHooks(after_step=after_step))
+        losses = [r["loss"] for r in rundir.read_metrics(result.run_dir) if r["kind"] == "train"]
+    for row, loss in zip(stats, losses, strict=False):
+        row["loss"] = loss
+    extra = {**variant, "attention": attention[0] if attention else "?"}
     return summarize("tuneloop " + variant_label(variant), stats, args, device, extra)
+
+
+def save_shape(args, out: Path) -> str:
+    """A random-init model of --shape saved as a local model dir (the loop loads by reference)."""
+    model, tok = load(args, "cpu")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
 
 
 def _attn_name(short: str) -> str:
@@ -298,10 +317,9 @@ def parse_variant(text: str, device: str) -> dict:
         if key not in v:
             raise SystemExit(f"--variant: unknown key {key!r}; use one of {sorted(v)}")
         v[key] = value if key == "attn" else int(value)
-    if v["bf16"] == -1:
-        import torch
-
-        v["bf16"] = int(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if v["bf16"] and device != "cuda":
+        raise SystemExit("--variant bf16=1: the shipped loop trains bf16 only on a GPU "
+                         "(training.precision)")
     return v
 
 

@@ -22,3 +22,17 @@ def eta_progress(label: str = "{task.description}", *extra_columns: Any, enabled
                     TimeRemainingColumn(), *extra_columns,
                     console=console or Console(stderr=True), disable=not enabled,
                     transient=transient)
+
+
+def optional_progress(enabled: bool, what: str):
+    """An eta_progress bar labelled `what` with an `info` field column, or a null context (None).
+
+    `with optional_progress(show, "train") as prog:` then `if prog: prog.add_task(..., info="")`.
+    """
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import TextColumn
+
+    return eta_progress(f"[bold]{what}", TextColumn("{task.fields[info]}"))

@@ -145,7 +145,7 @@ def test_documents_state_every_fact(suite):
 
 def test_demo_config_loads_with_the_config_loader():
     """demo.yaml is a valid training config (strict loader: unknown keys would fail)."""
-    from tuneloop.config import load_config
+    from tuneloop.train.config import load_config
 
     config = load_config(demo_resource("demo.yaml"))
     assert config.method == "lora"

@@ -85,7 +85,7 @@ def write_run(root: Path, name: str, *, method: str, lr: float, floor: float, st
                          "pass_rate": rate})
     _write_jsonl(run / "metrics.jsonl", rows)
     best = min(r["eval_loss"] for r in rows if r["kind"] == "eval")
-    # run.json and the suite outputs as tuneloop.train.trainer / tuneloop.eval.suite_run write them.
+    # run.json and the suite outputs as tuneloop.train.loop / tuneloop.eval.suite_run write them.
     (run / "run.json").write_text(json.dumps({
         "name": name, "status": "completed", "model": "smollm2-135m-instruct", "method": method,
         "data_fingerprint": fp_id, "steps": steps, "best_eval_loss": best,

@@ -1,6 +1,6 @@
 """The report reads what the trainer and the suite runner really write (their own writers, no model).
 
-If tuneloop.train.rundir or tuneloop.eval.suite_run change their on-disk format, this fails here
+If tuneloop.rundir or tuneloop.eval.suite_run change their on-disk format, this fails here
 instead of the report silently showing empty sections.
 """
 
@@ -18,7 +18,7 @@ from tuneloop.report.runs import load_run
 
 def test_trainer_metrics_and_run_json_are_read(tmp_path):
     """Rows logged through rundir.Metrics (NaN included, R8) land in the right series."""
-    from tuneloop.train import rundir
+    from tuneloop import rundir
 
     run = tmp_path / "run"
     run.mkdir()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuneloop.config import TrainConfig, config_fingerprint, load_config
 from tuneloop.errors import ConfigError
+from tuneloop.train.config import TrainConfig, config_fingerprint, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tuneloop.config import load_config
 from tuneloop.errors import CheckpointError
+from tuneloop.rundir import read_metrics
 from tuneloop.train import train
-from tuneloop.train.rundir import read_metrics
+from tuneloop.train.config import load_config
 
 
 def _free_port() -> int:

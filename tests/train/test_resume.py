@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tuneloop.config import load_config
 from tuneloop.errors import CheckpointError
+from tuneloop.rundir import read_metrics
 from tuneloop.train import train
 from tuneloop.train.checkpoint import TMP_PREFIX, find_latest_complete
-from tuneloop.train.rundir import read_metrics
+from tuneloop.train.config import load_config
 
 # LoRA with dropout: the resumed run is only equal if the RNG state is restored too.
 SECTIONS = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
@@ -24,10 +24,14 @@ SECTIONS = {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
                 "save": {"interval": 2, "keep_last": 1}}
 
 
-def _run_cli(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
-    return subprocess.run([sys.executable, "-m", "tuneloop", *args], check=False, env=env,
-                          capture_output=True, text=True, timeout=300)
+KILLER = Path(__file__).with_name("killer.py")
+
+
+def _run_killed(cfg_path: Path, run: Path, *kill: str) -> subprocess.CompletedProcess:
+    """Train in a child process that SIGKILLs itself from a hook (tests/train/killer.py)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(KILLER), str(cfg_path), str(run), *kill],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _train_rows(run_dir: Path, after_resume: bool = False) -> dict[int, dict]:
@@ -50,8 +54,7 @@ def test_kill_mid_epoch_then_resume_equals_uninterrupted(make_config, tmp_path):
     ref = _train_rows(full.run_dir)
 
     run = tmp_path / "killed"
-    proc = _run_cli(["train", str(cfg_path), "--output-dir", str(run), "--no-progress"],
-                    {"TUNELOOP_TEST_KILL_AT_STEP": "5"})
+    proc = _run_killed(cfg_path, run, "--after-step", "5")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert find_latest_complete(run / "checkpoints").name == "step-000004"
     assert not (run / "model").exists()
@@ -78,8 +81,7 @@ def test_kill_during_save_resumes_from_last_complete(make_config, tmp_path):
     """R3: SIGKILL half-way through writing step 4: the partial dir is ignored, resume uses 2."""
     cfg_path = _config(make_config)
     run = tmp_path / "run"
-    proc = _run_cli(["train", str(cfg_path), "--output-dir", str(run), "--no-progress"],
-                    {"TUNELOOP_TEST_KILL_IN_SAVE": "4"})
+    proc = _run_killed(cfg_path, run, "--in-save", "4")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     partial = [p for p in (run / "checkpoints").iterdir() if p.name.startswith(TMP_PREFIX)]
     assert partial, "the killed save should have left a partial tmp dir"

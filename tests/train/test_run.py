@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from tuneloop.config import load_config
 from tuneloop.errors import TrainingError
+from tuneloop.rundir import read_metrics
 from tuneloop.train import train
-from tuneloop.train.rundir import read_metrics
+from tuneloop.train.config import load_config
 
 RUN_FILES = {"config.yaml", "data", "metrics.jsonl", "tensorboard", "checkpoints", "model",
              "run.json"}
@@ -198,7 +198,10 @@ def test_suite_gated_saves_and_continued_pretraining(make_config, tmp_path):
                       training={"max_steps": 4, "batch_size": 4},
                       eval={"suites": [str(suite)], "best_metric": "suite"},
                       save={"interval": 2, "keep_last": 1})
-    res = train(load_config(cfg), output_dir=tmp_path / "run", progress=False)
+    # the train command wires the suites (train/ imports nothing from eval/)
+    from tuneloop.commands.train import train_with_suites
+
+    res = train_with_suites(load_config(cfg), output_dir=tmp_path / "run", progress=False)
     suites = [r for r in read_metrics(res.run_dir) if r["kind"] == "suite"]
     assert [r["step"] for r in suites] == [2, 4]
     assert all(r["pass_rate"] == 0.5 for r in suites)  # a passes (<= 50 words), b never does
@@ -226,7 +229,8 @@ def test_tracker_names_are_checked(make_config, tmp_path):
 def test_cpu_defaults_fp32_and_no_checkpointing(make_config):
     """precision auto → fp32 on CPU; gradient checkpointing auto → off on CPU."""
     from tuneloop.errors import ConfigError
-    from tuneloop.train.trainer import _precision, _want_checkpointing
+    from tuneloop.train.setup import precision as _precision
+    from tuneloop.train.setup import want_checkpointing as _want_checkpointing
 
     assert _precision("auto") == "no" and _precision("fp32") == "no"
     with pytest.raises(ConfigError, match="needs a GPU"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -29,18 +31,48 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
     checkpoints/, model/, run.json). The run directory is a model reference for every command.
     Works under `accelerate launch` / `torchrun` for several processes. See docs/training.md.
     """
-    from tuneloop.config import load_config
-    from tuneloop.train import train
+    from tuneloop.train.config import load_config
 
     config = load_config(config_path, list(overrides))
-    result = train(config, resume=resume or force_resume, force_resume=force_resume,
-                   output_dir=output_dir, progress=False if no_progress else None)
+    result = train_with_suites(config, resume=resume or force_resume, force_resume=force_resume,
+                               output_dir=output_dir, progress=False if no_progress else None)
     if _is_main():
         best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
         final = f"{result.final_train_loss:.4f}" if result.final_train_loss is not None else "n/a"
         click.echo(f"steps: {result.steps}  final train loss: {final}  best eval loss: {best}")
         click.echo(f"run: {result.run_dir}")
         click.echo(f"model: {result.model_dir}")
+
+
+def train_with_suites(config: Any, **kwargs: Any) -> Any:
+    """tuneloop.train.train with `eval.suites` run at every save (suite-gated checkpoints).
+
+    The suites are loaded before training starts, so a broken suite file fails in seconds, not
+    at the first save. Keyword arguments go to tuneloop.train.train (resume, output_dir, ...).
+    """
+    from dataclasses import replace
+
+    from tuneloop.train import train
+    from tuneloop.train.loop import TrainHooks
+
+    hooks = kwargs.pop("hooks", None) or TrainHooks()
+    if config.eval.suites:
+        hooks = replace(hooks, evaluate_checkpoint=suite_scorer(config.eval.suites))
+    return train(config, hooks=hooks, **kwargs)
+
+
+def suite_scorer(paths: list[str]) -> Any:
+    """(model, tokenizer, renderer) -> {suite path: pass rate}, the suites loaded once now."""
+    from tuneloop.eval.suite import load_suite
+    from tuneloop.eval.suite_run import run_suite_on_model
+
+    suites = [(path, load_suite(path)) for path in paths]
+
+    def score(model: Any, tokenizer: Any, renderer: Any) -> dict[str, float]:
+        return {path: float(run_suite_on_model(model, tokenizer, renderer, suite).pass_rate)
+                for path, suite in suites}
+
+    return score
 
 
 def _is_main() -> bool:

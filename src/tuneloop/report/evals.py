@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import UsageError
-from tuneloop.report.runs import read_json, read_jsonl
+from tuneloop.rundir import RunDir, read_json_lenient, read_jsonl_lenient
 
 _ID_KEYS = ("id", "case_id", "name")
 _PROMPT_KEYS = ("prompt", "input", "messages", "question", "instruction")
@@ -143,12 +143,12 @@ def load_suite_column(path: Path, label: str, warnings: list[str]) -> Column:
     col = Column(label=label, source=path)
     cases_file = path / "cases.jsonl"
     if cases_file.is_file():
-        for i, row in enumerate(read_jsonl(cases_file, warnings), start=1):
+        for i, row in enumerate(read_jsonl_lenient(cases_file, warnings), start=1):
             case = case_from_row(row, f"{cases_file.name}:{i}")
             if case.case_id in col.cases:
                 warnings.append(f"{cases_file}: duplicate case id {case.case_id!r}; last kept")
             col.cases[case.case_id] = case
-    summary = read_json(path / "summary.json", warnings)
+    summary = read_json_lenient(path / "summary.json", warnings)
     if isinstance(summary, dict):
         col.pass_rate = _num(summary.get("pass_rate"))
         n = summary.get("n", summary.get("total"))
@@ -266,7 +266,7 @@ def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
             fix="pass the OUT directory given to `tuneloop eval` / `tuneloop compare`",
         )
     es = EvalSet(path=root.resolve(), label=label or root.resolve().name)
-    data = read_json(root / "compare.json", es.warnings)
+    data = read_json_lenient(root / "compare.json", es.warnings)
     if isinstance(data, dict):
         es.columns = _compare_columns(data, root / "compare.json", es.label, es.warnings)
         es.contamination = data.get("contamination")
@@ -287,7 +287,7 @@ def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
                     known.cases[case_id].finish_reason = case.finish_reason
             known.fill_pass_rate()
     if es.contamination is None:
-        es.contamination = read_json(root / "contamination.json", es.warnings)
+        es.contamination = read_json_lenient(root / "contamination.json", es.warnings)
     if not es.columns and es.contamination is None:
         raise UsageError(
             "no compare.json, cases.jsonl or <variant>/cases.jsonl found",
@@ -299,7 +299,7 @@ def load_eval_dir(path: str | Path, *, label: str | None = None) -> EvalSet:
 
 def run_eval_sets(run_dir: Path, run_name: str) -> list[EvalSet]:
     """Eval outputs stored inside a run (`RUN/evals/<name>/`), labelled with the run's name."""
-    evals = run_dir / "evals"
+    evals = RunDir(Path(run_dir)).evals
     if not evals.is_dir():
         return []
     found = []

@@ -6,14 +6,12 @@ file becomes a warning shown in the report, never a traceback and never a silent
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop import rundir
 from tuneloop.errors import UsageError
-
-RUN_MARKERS = ("run.json", "config.yaml", "metrics.jsonl")
 
 
 @dataclass
@@ -55,44 +53,6 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def read_json(path: Path, warnings: list[str]) -> Any:
-    """Parse a JSON file; a missing or broken file adds a warning and returns None."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        warnings.append(f"{path}: unreadable JSON ({exc}); not shown")
-        return None
-
-
-def read_jsonl(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
-    """Parse a JSONL file row by row; each bad line is counted in one warning naming its lines."""
-    rows: list[dict[str, Any]] = []
-    bad: list[int] = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        warnings.append(f"{path}: unreadable ({exc}); not shown")
-        return rows
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(lineno)
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad.append(lineno)
-    if bad:
-        shown = ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else "")
-        warnings.append(f"{path}: {len(bad)} line(s) not a JSON object, skipped (lines {shown})")
-    return rows
-
-
 def _read_yaml(path: Path, warnings: list[str]) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -118,23 +78,23 @@ def load_run(path: str | Path) -> RunData:
             where=str(run_dir),
             fix="pass a directory written by `tuneloop train` (see `tuneloop runs` for paths)",
         )
-    if not any((run_dir / marker).exists() for marker in RUN_MARKERS):
+    run_files = rundir.RunDir(run_dir)
+    if not run_files.is_run():
         raise UsageError(
-            f"not a run directory (none of {', '.join(RUN_MARKERS)} found)",
+            f"not a run directory (none of {', '.join(rundir.MARKERS)} found)",
             where=str(run_dir),
             fix="pass a directory written by `tuneloop train`; eval outputs go in --compare/--evals",
         )
     warnings: list[str] = []
-    info = read_json(run_dir / "run.json", warnings)
     run = RunData(path=run_dir.resolve(), name=run_dir.resolve().name, warnings=warnings)
-    run.run_info = info if isinstance(info, dict) else {}
+    run.run_info = rundir.read_run_info(run_files, warnings)
     run.name = str(run.run_info.get("name") or run.name)
-    run.config = _read_yaml(run_dir / "config.yaml", warnings)
-    fp = read_json(run_dir / "data" / "fingerprint.json", warnings)
-    run.fingerprint = fp if isinstance(fp, dict) else None
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        for row in read_jsonl(metrics, warnings):
+    run.config = _read_yaml(run_files.config, warnings)
+    run.fingerprint = rundir.read_fingerprint(run_files, warnings)
+    metrics = run_files.metrics
+    rows = rundir.read_metric_rows(run_files, warnings)
+    if rows is not None:
+        for row in rows:
             kind = row.get("kind")
             if kind == "train":
                 run.train.append(row)

@@ -19,7 +19,7 @@ import os
 import random
 import re
 import shutil
-import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _test_kill_in_save(step: int) -> None:
-    # Test hook (R3): SIGKILL this process half-way through writing checkpoint `step`.
-    if os.environ.get("TUNELOOP_TEST_KILL_IN_SAVE") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -114,8 +108,13 @@ def save_checkpoint(
     scheduler: dict[str, Any],
     rng: dict[str, Any],
     state: dict[str, Any],
+    during_save: Callable[[int, Path], None] | None = None,
 ) -> Path:
-    """Write `root/step-N` atomically; CheckpointError (previous ones intact) if a write fails."""
+    """Write `root/step-N` atomically; CheckpointError (previous ones intact) if a write fails.
+
+    `during_save(step, tmp_dir)` is called half-way (weights written, optimizer state not yet):
+    tests kill the process there to prove a partial save is never resumed from (R3).
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -130,7 +129,8 @@ def save_checkpoint(
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _fsync_file(tmp / "model.safetensors")
-        _test_kill_in_save(step)
+        if during_save is not None:
+            during_save(step, tmp)
         torch.save(optimizer, tmp / "optimizer.pt")
         _fsync_file(tmp / "optimizer.pt")
         torch.save(scheduler, tmp / "scheduler.pt")

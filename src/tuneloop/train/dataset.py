@@ -1,4 +1,4 @@
-"""Training data: load clean records, split off eval rows, render to token ids + labels, count drops.
+"""SFT training data: load clean records, split off eval rows, render to token ids + labels, count drops.
 
 Examples the Renderer drops (answer cut by max length, no trainable tokens) are counted by reason
 and reported (R13); an example whose labels are all masked never reaches the loss.
@@ -7,22 +7,11 @@ and reported (R13); an example whose labels are all masked never reaches the los
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
-from tuneloop.config import DataConfig
 from tuneloop.errors import TrainingError
-
-
-@dataclass
-class PreparedData:
-    """Rendered train/eval examples plus what was dropped and the data fingerprint."""
-
-    train: list[Any]
-    eval: list[Any]
-    dropped: dict[str, int] = field(default_factory=dict)
-    fingerprint: dict[str, Any] = field(default_factory=dict)
-    format: str = "chat"  # "text" when every record is raw text (continued pretraining)
+from tuneloop.train.config import DataConfig
+from tuneloop.train.objectives.base import PreparedData
 
 
 def _split(records: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:

@@ -1,4 +1,4 @@
-"""Typed training config: strict YAML load (unknown keys are errors naming key and line), --set k=v.
+"""The training config (`tuneloop train CONFIG.yaml`): strict YAML load (unknown keys are errors naming key and line), --set k=v.
 
 Every field has a one-line description (shown by `docs/training.md`). Loading never guesses: an
 unknown key is a ConfigError with `file:line`, the key, and a "did you mean" suggestion.
@@ -51,7 +51,7 @@ class DataConfig(_Strict):
         return self
 
 
-class LoraConfig(_Strict):
+class LoraSettings(_Strict):
     """PEFT LoRA settings (used when method is lora)."""
 
     r: int = Field(16, gt=0, description="LoRA rank.")
@@ -62,7 +62,7 @@ class LoraConfig(_Strict):
     )
 
 
-class OptimConfig(_Strict):
+class TrainingSettings(_Strict):
     """Optimisation: length of training, learning rate schedule, batch shape, numerics."""
 
     epochs: float = Field(1.0, gt=0, description="Passes over the training set (if max_steps unset).")
@@ -150,9 +150,14 @@ class TrainConfig(_Strict):
         "smollm2-135m-instruct", description="Model reference: alias, hub id, HF dir or run dir."
     )
     method: Literal["lora", "full"] = Field("lora", description="lora (PEFT adapter) or full.")
+    objective: Literal["sft"] = Field(
+        "sft", description="What is optimised: sft (chat rows; text rows = continued pretraining)."
+    )
     data: DataConfig = Field(description="Training and eval data.")
-    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
-    training: OptimConfig = Field(default_factory=OptimConfig, description="Optimisation.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings.")
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings, description="Optimisation."
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation during training.")
     save: SaveConfig = Field(default_factory=SaveConfig, description="Checkpointing.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
@@ -173,6 +178,9 @@ def config_fingerprint(config: TrainConfig, *, world_size: int = 1) -> str:
     data = config.model_dump(mode="json")
     for key in _NON_TRAJECTORY:
         data.pop(key, None)
+    if data.get("objective") == "sft":
+        # `objective` came after the first runs; the default keeps their fingerprints (R6).
+        data.pop("objective")
     # The data order is defined over the global batch (R28): 1 process x accum 2 == 2 x accum 1.
     training = data["training"]
     training["gradient_accumulation"] = training["gradient_accumulation"] * world_size

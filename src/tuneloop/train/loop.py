@@ -1,0 +1,598 @@
+"""The one training loop, for every objective: setup → train → evaluate → save, under Accelerate.
+
+Read `train()` top to bottom: it is the whole recipe. What is optimised comes from an objective
+(`train/objectives/`, chosen by `config.objective`); this module knows nothing of SFT or DPO.
+Numerics that make resume and DDP exact:
+- the data order is `plan_batches(lengths, seed, epoch)` over micro-batches; one optimizer step
+  consumes `gradient_accumulation × world_size` consecutive micro-batches of that plan (rank r
+  takes every world_size-th), so the order is defined over the global batch (R1, R28);
+- the loss of a step is the sum of the objective's per-unit losses divided by the number of units
+  (trained tokens, pairs) in the whole step (all micro-batches, all processes), so accumulation
+  and DDP equal one batch (R27).
+State that changes while training lives in one `TrainState`; what stays fixed in one `Run`.
+Callers add behaviour through `TrainHooks` (suite-gated saves, test fault injection).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneloop import rundir
+from tuneloop.errors import CheckpointError, ConfigError, TrainingError, TuneloopError
+from tuneloop.progress import optional_progress
+from tuneloop.train import checkpoint as ckpt
+from tuneloop.train import setup
+from tuneloop.train.config import TrainConfig, config_fingerprint
+from tuneloop.train.objectives import (
+    EvalResult,
+    Objective,
+    ObjectiveContext,
+    PreparedData,
+    make_objective,
+)
+
+
+@dataclass
+class TrainHooks:
+    """Behaviour a caller adds to the loop (all optional).
+
+    after_step(step): right after optimizer step `step` (before its metrics are logged).
+    during_save(step, tmp_dir): half-way through writing checkpoint `step` (weights written,
+        optimizer state not yet); tests SIGKILL there to prove R3.
+    evaluate_checkpoint(model, tokenizer, renderer) -> {name: pass rate}: run at every save on
+        the unwrapped model (every process); each score is logged as a `suite` row and, with
+        eval.best_metric: suite, their mean picks the best checkpoint. `tuneloop train` wires the
+        eval suites of `eval.suites` here (train/ imports nothing from eval/).
+    """
+
+    after_step: Callable[[int], None] | None = None
+    during_save: Callable[[int, Path], None] | None = None
+    evaluate_checkpoint: Callable[[Any, Any, Any], dict[str, float]] | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to RUN/run.json)."""
+
+    run_dir: Path
+    steps: int
+    best_eval_loss: float | None
+    final_train_loss: float | None
+    final_eval_loss: float | None = None
+    best_checkpoint: Path | None = None
+    model_dir: Path | None = None
+    stopped_early: bool = False
+    skipped_steps: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    resumed_from: int | None = None
+
+
+@dataclass
+class Best:
+    """The best checkpoint so far (metric: lower is better) and the best eval loss."""
+
+    metric: float | None = None
+    eval_loss: float | None = None
+    checkpoint: str | None = None
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while training. The first six fields are what a checkpoint saves
+    and a resume restores; the rest is rebuilt or only reported."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # micro-batches of this epoch's plan already consumed
+    best: Best = field(default_factory=Best)
+    bad_evals: int = 0  # evals in a row without improvement (early stopping)
+    skipped: int = 0  # steps skipped by nan_policy: skip
+    resumed_from: int | None = None
+    stopped_early: bool = False
+    overflows: int = 0  # fp16 steps the grad scaler skipped
+    lr_used: float = 0.0  # the LR the last step was taken with
+    grad_norm: Any = 0.0  # device tensor: no sync per step
+    first_bad: Any = None  # device tensor: first step with a NaN/inf (nan_policy: stop)
+    last_train_loss: float | None = None
+    last_eval: EvalResult | None = None
+    last_eval_step: int = -1
+
+
+@dataclass
+class Window:
+    """Sums since the last `train` row; device tensors, so a step costs no host sync."""
+
+    loss: Any
+    units: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+    real_tokens: int = 0
+    positions: int = 0
+    t0: float = field(default_factory=time.time)
+
+
+@dataclass
+class Run:
+    """What stays fixed while training: config, processes, model, objective, data, plan."""
+
+    config: TrainConfig
+    accelerator: Any
+    objective: Objective
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    tokenizer: Any
+    renderer: Any
+    data: PreparedData
+    lengths: list[int]
+    micro_per_step: int  # gradient_accumulation x processes
+    total_steps: int
+    data_id: str
+    config_fp: str
+    dir: rundir.RunDir
+    metrics: rundir.Metrics
+    hooks: TrainHooks
+    show: bool  # progress bars (main process only)
+    info: dict[str, Any] = field(default_factory=dict)  # run.json
+    params: list[Any] = field(default_factory=list)  # the trainable parameters (clipping)
+    _plans: dict[int, list[list[int]]] = field(default_factory=dict)
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        """This epoch's micro-batches (example indices), deterministic per (seed, epoch)."""
+        if epoch not in self._plans:
+            from tuneloop.train.collate import plan_batches
+
+            t = self.config.training
+            self._plans = {epoch: plan_batches(self.lengths, batch_size=t.batch_size,
+                                               seed=t.seed, epoch=epoch,
+                                               max_tokens=t.max_tokens_per_batch)}
+        return self._plans[epoch]
+
+
+# ------------------------------------------------------------------------------------ recipe
+
+
+def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = False,
+          output_dir: str | Path | None = None, progress: bool | None = None,
+          hooks: TrainHooks | None = None) -> TrainResult:
+    """Train per `config` into a run directory; resume from its latest checkpoint if asked."""
+    from accelerate.utils import set_seed
+
+    hooks = hooks or TrainHooks()
+    _check_hooks(config, hooks)
+    started = time.time()
+    accelerator, run_dir, trackers = setup.start_processes(
+        config, Path(output_dir) if output_dir else None, resume)
+    set_seed(config.training.seed)
+    run = _build(config, accelerator, run_dir, hooks, resume, progress)
+    _start_run_dir(run, trackers, started)
+    state = TrainState(first_bad=_zero(run, "long"), grad_norm=_zero(run))
+    if resume:
+        _resume(run, state, force=force_resume or config.resume.force)
+    if run.main:
+        rundir.write_run_info(run.dir, run.info)
+    if config.eval.at_start and not resume:
+        _evaluate(run, state, bar=None)  # step 0: the base model's loss, the number to beat
+        state.best.eval_loss, state.bad_evals = None, 0  # the baseline is not a checkpoint
+    window = _new_window(run)
+    try:
+        with optional_progress(run.show, "train") as bar:
+            task = bar.add_task("train", total=run.total_steps, completed=state.step,
+                                info="") if bar else None
+            while state.step < run.total_steps and not state.stopped_early:
+                _train_step(run, state, window)
+                if hooks.after_step is not None:
+                    hooks.after_step(state.step)
+                if state.step % config.logging.interval == 0 or state.step == run.total_steps:
+                    _log_window(run, state, window, bar, task)
+                    window = _new_window(run)
+                if config.eval.interval and state.step % config.eval.interval == 0:
+                    _evaluate(run, state, bar)
+                    _maybe_stop_early(run, state)
+                if config.save.interval and state.step % config.save.interval == 0:
+                    _save(run, state, bar)
+                if bar:
+                    bar.update(task, completed=state.step)
+        _check_finite(run, state)
+        if run.data.eval and state.last_eval_step != state.step:
+            _evaluate(run, state, bar=None)
+    except (TuneloopError, KeyboardInterrupt) as exc:
+        _record_failure(run, state, exc)
+        raise
+    return _finish(run, state, trackers, started)
+
+
+# ------------------------------------------------------------------------------------- setup
+
+
+def _check_hooks(config: TrainConfig, hooks: TrainHooks) -> None:
+    if config.eval.suites and hooks.evaluate_checkpoint is None:
+        raise ConfigError(
+            "eval.suites is set but nothing runs them: suites at each save are wired by "
+            "`tuneloop train` (the library loop does not import the evaluators)",
+            fix="run `tuneloop train`, call tuneloop.commands.train.train_with_suites, or pass "
+                "hooks=TrainHooks(evaluate_checkpoint=...)")
+
+
+def _build(config: TrainConfig, accelerator: Any, run_dir: Path, hooks: TrainHooks,
+           resume: bool, progress: bool | None) -> Run:
+    """Objective, model, data, optimizer and schedule, prepared for the processes."""
+    objective = make_objective(config)
+    # A bad model ref or unusable data must not leave an empty run directory behind.
+    with setup.remove_if_still_empty(run_dir, enabled=accelerator.is_main_process and not resume):
+        model, tokenizer, renderer = setup.load_policy(config, accelerator.device)
+        data = objective.prepare_data(config, renderer)
+    model = setup.make_trainable(model, config)
+    objective.setup(model, data, ObjectiveContext(config=config, accelerator=accelerator,
+                                                  run_dir=run_dir, tokenizer=tokenizer,
+                                                  renderer=renderer))
+    model = setup.speed_up(model, config)
+    t, world = config.training, accelerator.num_processes
+    micro_per_step = t.gradient_accumulation * world
+    run = Run(config=config, accelerator=accelerator, objective=objective, model=model,
+              optimizer=None, scheduler=None, tokenizer=tokenizer, renderer=renderer, data=data,
+              lengths=objective.lengths(data.train), micro_per_step=micro_per_step,
+              total_steps=0, data_id=data.fingerprint["id"],
+              config_fp=config_fingerprint(config, world_size=world),
+              dir=rundir.RunDir(run_dir),
+              metrics=rundir.Metrics(run_dir, accelerator, enabled=accelerator.is_main_process),
+              hooks=hooks, show=bool(config.logging.progress if progress is None else progress)
+              and accelerator.is_main_process)
+    steps_per_epoch = math.ceil(len(run.plan(0)) / micro_per_step)
+    run.total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+    optimizer = setup.make_optimizer(model, config)
+    run.scheduler = setup.make_scheduler(optimizer, config, run.total_steps)
+    # The scheduler is deliberately not prepared: accelerate would step it once per process.
+    run.model, run.optimizer = accelerator.prepare(model, optimizer)
+    run.model.train()
+    run.params = [p for p in run.model.parameters() if p.requires_grad]
+    return run
+
+
+def _start_run_dir(run: Run, trackers: list[str], started: float) -> None:
+    """config.yaml, fingerprint, run.json + index row (status running), trackers, drop notice."""
+    config, data = run.config, run.data
+    run.info = {
+        "name": config.name, "status": "running", "model": config.model, "method": config.method,
+        "data_fingerprint": run.data_id, "config_fingerprint": run.config_fp,
+        "world_size": run.world, "total_steps": run.total_steps, "steps": 0,
+        "dropped": data.dropped, "train_examples": len(data.train),
+        "eval_examples": len(data.eval),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    if run.main:
+        rundir.write_config(run.dir, config.to_yaml())
+        rundir.write_fingerprint(run.dir, data.fingerprint)
+        # Listed from the start, so `tuneloop runs` shows running and failed runs too.
+        setup.record_in_index(run.dir.path, config, run.info)
+        if trackers:
+            run.accelerator.project_configuration.logging_dir = str(run.dir.path)
+    if trackers:
+        run.accelerator.init_trackers("tensorboard", config=setup.flat_hparams(config))
+    if data.dropped and run.main:  # R13: said before training starts, and kept in run.json
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[yellow]dropped examples:[/] {data.dropped} (counts by reason; see run.json)")
+
+
+def _zero(run: Run, dtype: str = "float") -> Any:
+    import torch
+
+    return torch.zeros((), dtype=getattr(torch, dtype), device=run.accelerator.device)
+
+
+def _new_window(run: Run) -> Window:
+    return Window(loss=_zero(run, "float64"), units=_zero(run, "float64"))
+
+
+# -------------------------------------------------------------------------------------- step
+
+
+def _train_step(run: Run, state: TrainState, window: Window) -> None:
+    """One optimizer step over `micro_per_step` micro-batches of the plan (R27, R28)."""
+    import torch
+
+    acc, model, objective = run.accelerator, run.model, run.objective
+    world, rank = run.world, acc.process_index
+    plan = run.plan(state.epoch)
+    group = plan[state.position:state.position + run.micro_per_step]
+    state.position += len(group)
+    batches = [objective.collate([run.data.train[i] for i in mb]) for mb in group[rank::world]]
+    n_step = torch.tensor(float(sum(b.n_units for b in batches)), dtype=torch.float64,
+                          device=acc.device)
+    if world > 1:
+        n_step = acc.reduce(n_step, reduction="sum")
+    # Scale so that the gradient (averaged over processes by DDP) is sum(loss)/n_step.
+    scale = world / n_step.clamp_min(1.0)
+    # A rank without a micro-batch in a short last step still joins the gradient sync.
+    work = [(b, 1.0) for b in batches] or [
+        (objective.collate([run.data.train[i] for i in group[0]]), 0.0)]
+    step_loss = torch.zeros((), dtype=torch.float64, device=acc.device)
+    extras: dict[str, Any] = {}
+    for j, (batch, weight) in enumerate(work):
+        sync = j == len(work) - 1
+        with (nullcontext() if sync else acc.no_sync(model)), acc.autocast():
+            out = objective.loss(model, batch)
+            acc.backward(out.loss_sum * (scale * weight).to(out.loss_sum.dtype))
+        step_loss += out.loss_sum.detach().double() * weight
+        for name, value in out.metrics.items():
+            extras[name] = extras.get(name, 0.0) + torch.as_tensor(
+                value.detach() if isinstance(value, torch.Tensor) else value,
+                dtype=torch.float64, device=acc.device) * weight
+        if weight:
+            window.real_tokens += batch.n_real_tokens
+            window.positions += batch.n_positions
+    finite = _apply_step(run, state, step_loss)
+    state.step += 1
+    zero = torch.zeros_like(step_loss)
+    window.loss += torch.where(finite, step_loss, zero)
+    window.units += torch.where(finite, n_step / world, zero)
+    for name, value in extras.items():
+        window.extras[name] = window.extras.get(name, zero) + torch.where(finite, value, zero)
+    if state.position >= len(plan):
+        state.epoch, state.position = state.epoch + 1, 0
+
+
+def _apply_step(run: Run, state: TrainState, step_loss: Any) -> Any:
+    """Clip, check finiteness per nan_policy, step optimizer + schedule; the finite flag."""
+    import torch
+
+    acc, t = run.accelerator, run.config.training
+    fp16 = acc.mixed_precision == "fp16"
+    state.grad_norm = acc.clip_grad_norm_(run.params, t.max_grad_norm or float("inf"))
+    finite = torch.isfinite(step_loss)
+    if not fp16:
+        finite = finite & torch.isfinite(state.grad_norm)
+    if t.nan_policy == "skip":
+        ok = bool(acc.reduce(finite.float(), reduction="sum") == run.world) \
+            if run.world > 1 else bool(finite)  # one sync per step, only in skip mode
+        if ok:
+            run.optimizer.step()
+        else:
+            state.skipped += 1
+            run.metrics.log("skipped", state.step + 1, reason="nan_or_inf")
+    else:
+        state.first_bad = torch.where((state.first_bad == 0) & ~finite,
+                                      torch.tensor(state.step + 1, device=acc.device),
+                                      state.first_bad)
+        run.optimizer.step()
+    if fp16 and acc.optimizer_step_was_skipped:
+        state.overflows += 1
+    state.lr_used = run.scheduler.get_last_lr()[0]  # the LR this step was taken with
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return finite
+
+
+def _check_finite(run: Run, state: TrainState) -> None:
+    """Raise if any process saw a NaN/inf since the last check (one sync, R8)."""
+    bad = state.first_bad.reshape(1)
+    if run.world > 1:
+        bad = run.accelerator.gather(bad)
+    nonzero = [int(b) for b in bad.tolist() if b]
+    if nonzero:
+        raise TrainingError(
+            f"loss or gradient became NaN/inf at step {min(nonzero)}; training stopped and "
+            "no checkpoint was written after it", where=str(run.dir.path),
+            fix="lower training.learning_rate, use precision bf16/fp32, check the data, or "
+                "set training.nan_policy: skip")
+
+
+def _log_window(run: Run, state: TrainState, window: Window, bar: Any, task: Any) -> None:
+    """One `train` row: window means per unit (the only host sync of ordinary steps)."""
+    import torch
+
+    if run.config.training.nan_policy == "stop":
+        _check_finite(run, state)
+    names = list(window.extras)
+    totals = torch.stack([window.loss, window.units, *(window.extras[n] for n in names)])
+    if run.world > 1:
+        totals = run.accelerator.reduce(totals, reduction="sum")
+    loss_sum, units, *extra_sums = totals.tolist()
+    elapsed = max(time.time() - window.t0, 1e-9)
+    state.last_train_loss = loss_sum / units if units else float("nan")
+    run.metrics.log("train", state.step, loss=state.last_train_loss, lr=state.lr_used,
+                    grad_norm=float(state.grad_norm),
+                    tokens_per_s=window.real_tokens * run.world / elapsed,
+                    real_token_share=window.real_tokens / max(window.positions, 1),
+                    epoch=state.epoch, skipped_steps=state.skipped,
+                    fp16_overflows=state.overflows,
+                    **{n: s / units if units else float("nan")
+                       for n, s in zip(names, extra_sums, strict=True)})
+    if bar:
+        bar.update(task, info=f"loss {state.last_train_loss:.4f}")
+
+
+# ------------------------------------------------------------------------- evaluate and save
+
+
+def _evaluate(run: Run, state: TrainState, bar: Any) -> EvalResult | None:
+    """The objective's held-out evaluation: an `eval` row, best eval loss, patience count."""
+    if not run.data.eval:
+        return None
+    state.last_eval_step = state.step
+    _check_finite(run, state)
+    res = run.objective.evaluate(run.model, run.data.eval, batch_size=run.config.eval.batch_size,
+                                 accelerator=run.accelerator,
+                                 progress=bar if bar is not None else False)
+    run.metrics.log("eval", state.step, eval_loss=res.loss, **res.metrics)
+    best = state.best
+    if best.eval_loss is None or res.loss < best.eval_loss:
+        improved = best.eval_loss is None or (
+            best.eval_loss - res.loss > run.config.eval.early_stopping_min_delta)
+        best.eval_loss = res.loss
+        state.bad_evals = 0 if improved else state.bad_evals + 1
+    else:
+        state.bad_evals += 1
+    state.last_eval = res
+    return res
+
+
+def _maybe_stop_early(run: Run, state: TrainState) -> None:
+    patience = run.config.eval.early_stopping_patience
+    if patience and state.bad_evals >= patience:
+        state.stopped_early = True
+        run.metrics.log("early_stop", state.step, bad_evals=state.bad_evals)
+
+
+def _save(run: Run, state: TrainState, bar: Any) -> None:
+    """Evaluate (eval loss, checkpoint hook), write a checkpoint collectively, rotate (R2-R5)."""
+    _check_finite(run, state)
+    res = state.last_eval if state.last_eval_step == state.step else _evaluate(run, state, bar)
+    metric = res.loss if res is not None else None
+    if run.hooks.evaluate_checkpoint is not None:
+        scores = run.hooks.evaluate_checkpoint(
+            run.accelerator.unwrap_model(run.model, keep_torch_compile=False), run.tokenizer,
+            run.renderer)
+        for name, rate in scores.items():
+            run.metrics.log("suite", state.step, suite=name, pass_rate=rate)
+        if scores and run.config.eval.best_metric == "suite":
+            metric = -sum(scores.values()) / len(scores)  # lower is better throughout
+    name = ckpt.step_dir_name(state.step)
+    best = state.best
+    if metric is not None and (best.metric is None or metric < best.metric):
+        best.metric, best.checkpoint = metric, name
+    saved = {"epoch": state.epoch, "position": state.position, "data_fingerprint": run.data_id,
+             "config_fingerprint": run.config_fp, "micro_per_step": run.micro_per_step,
+             "world_size": run.world, "best": asdict(best), "bad_evals": state.bad_evals,
+             "skipped_steps": state.skipped, "metric": metric}
+    _write_checkpoint(run, state.step, saved)
+    if run.main:
+        keep = run.config.save.keep_best and best.checkpoint
+        ckpt.rotate(run.dir.checkpoints, keep_last=run.config.save.keep_last,
+                    best=run.dir.checkpoints / best.checkpoint if keep else None)
+    run.metrics.log("checkpoint", state.step, path=name, metric=metric)
+
+
+def _trainable(model: Any) -> dict[str, Any]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _write_checkpoint(run: Run, step: int, saved: dict) -> Path:
+    """Collective save: every rank gives its RNG state, rank 0 writes, all learn the outcome
+    (so a failed write on rank 0 never leaves other ranks waiting forever, R27)."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    acc = run.accelerator
+    rngs = gather_object([ckpt.capture_rng()]) if run.world > 1 else [ckpt.capture_rng()]
+    outcome: list[Any] = [None]  # broadcast_object_list's in/out list
+    if run.main:
+        try:
+            weights = _trainable(acc.unwrap_model(run.model, keep_torch_compile=False))
+            outcome[0] = str(ckpt.save_checkpoint(
+                run.dir.checkpoints, step, weights=weights,
+                optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
+                rng={"ranks": rngs}, state=saved, during_save=run.hooks.during_save))
+        except CheckpointError as exc:
+            outcome[0] = exc
+    if run.world > 1:
+        broadcast_object_list(outcome, from_process=0)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return Path(outcome[0])
+
+
+def _resume(run: Run, state: TrainState, *, force: bool) -> None:
+    """Restore weights/optimizer/scheduler/RNG and the state from the latest complete
+    checkpoint (R1, R2, R6, R28)."""
+    import torch
+
+    acc = run.accelerator
+    latest = ckpt.find_latest_complete(run.dir.checkpoints)
+    if latest is None:
+        raise CheckpointError("nothing to resume: the run has no complete checkpoint",
+                              where=str(run.dir.path),
+                              fix="set save.interval so checkpoints are written, or start anew")
+    loaded = ckpt.load_checkpoint(latest)
+    saved = loaded.state
+    if saved.get("micro_per_step") != run.micro_per_step:
+        raise CheckpointError(
+            f"the checkpoint was written with {saved.get('micro_per_step')} micro-batches per "
+            f"step (gradient_accumulation x processes) and this launch has {run.micro_per_step}",
+            where=str(latest),
+            fix="keep gradient_accumulation x number of processes equal to the original run "
+                f"(e.g. --set training.gradient_accumulation="
+                f"{max(1, saved.get('micro_per_step', 1) // run.world)})")
+    if not force:
+        for what, old, new in (("data", saved.get("data_fingerprint"), run.data_id),
+                               ("config", saved.get("config_fingerprint"), run.config_fp)):
+            if old != new:
+                raise CheckpointError(
+                    f"the {what} changed since the checkpoint was written "
+                    f"(fingerprint {str(old)[:12]} → {new[:12]}); resuming would not continue "
+                    "the same run", where=str(latest),
+                    fix="restore the original data/config, or pass --force-resume")
+    params = _trainable(acc.unwrap_model(run.model, keep_torch_compile=False))
+    if set(params) != set(loaded.weights):
+        raise CheckpointError("checkpoint weights do not match the model's trainable parameters",
+                              where=str(latest), fix="resume with the same model and method")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(loaded.weights[name].to(p.device, p.dtype))
+    run.optimizer.load_state_dict(loaded.optimizer)
+    run.scheduler.load_state_dict(loaded.scheduler)
+    ranks = loaded.rng["ranks"]
+    # Same world size: each rank continues its own RNG stream; otherwise rank 0's stream.
+    ckpt.restore_rng(ranks[acc.process_index] if len(ranks) == run.world else ranks[0])
+    state.step, state.epoch, state.position = saved["step"], saved["epoch"], saved["position"]
+    state.best = Best(**saved["best"])
+    state.bad_evals, state.skipped = saved["bad_evals"], saved["skipped_steps"]
+    state.resumed_from = state.step
+    run.metrics.log("resume", state.step, checkpoint=str(latest))
+
+
+# ------------------------------------------------------------------------------------ finish
+
+
+def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:
+    failed = isinstance(exc, TuneloopError)
+    run.info.update({"status": "failed" if failed else "interrupted", "steps": state.step,
+                     "error": exc.what if failed else "interrupted (Ctrl-C)"})
+    if run.main:
+        rundir.write_run_info(run.dir, run.info)
+        setup.record_in_index(run.dir.path, run.config, run.info)
+
+
+def _finish(run: Run, state: TrainState, trackers: list[str], started: float) -> TrainResult:
+    """Save RUN/model, complete run.json and the index row, close trackers."""
+    from tuneloop.train.save import save_final_model
+
+    acc, best = run.accelerator, state.best
+    if run.main:
+        save_final_model(acc.unwrap_model(run.model, keep_torch_compile=False), run.tokenizer,
+                         run.renderer, run.dir.path, base_model=run.config.model,
+                         method=run.config.method, data_format=run.data.format)
+    acc.wait_for_everyone()
+    final_eval = state.last_eval.loss if state.last_eval else None
+    run.info.update({
+        "status": "stopped_early" if state.stopped_early else "completed", "steps": state.step,
+        "best_eval_loss": best.eval_loss, "best_checkpoint": best.checkpoint,
+        "final_train_loss": state.last_train_loss, "final_eval_loss": final_eval,
+        "skipped_steps": state.skipped, "fp16_overflows": state.overflows,
+        "resumed_from": state.resumed_from, "seconds": round(time.time() - started, 2),
+    })
+    if run.main:
+        rundir.write_run_info(run.dir, run.info)
+        setup.record_in_index(run.dir.path, run.config, run.info)
+    if trackers:
+        acc.end_training()
+    return TrainResult(
+        run_dir=run.dir.path, steps=state.step, best_eval_loss=best.eval_loss,
+        final_train_loss=state.last_train_loss, final_eval_loss=final_eval,
+        best_checkpoint=run.dir.checkpoints / best.checkpoint if best.checkpoint else None,
+        model_dir=run.dir.model, stopped_early=state.stopped_early,
+        skipped_steps=state.skipped, dropped=run.data.dropped, resumed_from=state.resumed_from)

@@ -12,7 +12,6 @@ import click
 
 from tuneloop.errors import DataError
 from tuneloop.infer.params import GenParams, ParamError, check_count
-from tuneloop.rundir import write_atomic
 
 # Ranges are checked by GenParams (the one validator every generating path uses), before the
 # model loads; a bad value is a usage error naming the flag.
@@ -110,7 +109,8 @@ def generate_cmd(ref: str, input_path: str, out: str, max_new_tokens: int, tempe
     Uses the template the model was trained with and stops at its end-of-turn token. A trailing
     assistant message in a "messages" row (a reference answer) is not sent to the model.
     """
-    from tuneloop.infer.generate import generate, load_for_generation
+    from tuneloop.infer.generate import generate, load_for_generation  # lazy: pulls torch
+    from tuneloop.rundir import write_atomic  # lazy: CLI start-up
 
     _check_gen_options(max_new_tokens, temperature, top_p, seed, batch_size)
     rows, prompts = read_prompts(input_path, system_prompt)

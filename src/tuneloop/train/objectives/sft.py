@@ -21,6 +21,7 @@ from tuneloop.train.objectives.base import (
     ObjectiveContext,
     PreparedData,
 )
+from tuneloop.train.objectives.sft_data import prepare_data
 
 
 @dataclass
@@ -84,8 +85,6 @@ class SFTObjective:
 
     def prepare_data(self, config: Any, renderer: Any) -> PreparedData:
         """Load, split and render `config.data` (drops counted by reason, R13)."""
-        from tuneloop.train.dataset import prepare_data
-
         return prepare_data(config.data, renderer)
 
     def lengths(self, examples: list[Any]) -> list[int]:

@@ -25,9 +25,18 @@ from tuneloop.commands.eval import eval_group
 @click.option("--prompts", "prompt_dir", type=click.Path(file_okay=False, exists=True),
               default=None, help="Directory of judge prompt YAML files overriding the shipped ones.")
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--scoring", type=click.Choice(["auto", "parse"]), default="auto",
+              show_default=True,
+              help="auto: verdicts from the judge's token probabilities where it reports them "
+                   "(local judges; servers answering top_logprobs), else parsed; parse: always "
+                   "parse the [[...]] verdict from the text.")
+@click.option("--no-explanation", "no_explanation", is_flag=True,
+              help="Ask for the verdict alone: the judge continues 'Rating: [[' / 'Verdict: [[' "
+                   "(fast; the probabilities are read at that first token).")
 def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: str,
               reference_path: str | None, out_dir: str | None, max_tokens: int,
-              judge_max_tokens: int, prompt_dir: str | None, seed: int) -> None:
+              judge_max_tokens: int, prompt_dir: str | None, seed: int, scoring: str,
+              no_explanation: bool) -> None:
     """Answer QUESTIONS with each --model and grade the answers with --judge.
 
     single: a 1-10 [[rating]] per answer, mean with a bootstrap 95% CI. pairwise: every pair of
@@ -55,13 +64,17 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
     run = run_judge(questions, list(models), judge, mode=mode, out_dir=out,
                     answer_params=GenParams(max_tokens=max_tokens),
                     judge_params=GenParams(max_tokens=judge_max_tokens),
-                    prompt_dir=prompt_dir, seed=seed)
+                    prompt_dir=prompt_dir, seed=seed, scoring=scoring,
+                    explanation=not no_explanation)
     _record(run.summary, out)
     console = Console()
     console.print(summary_table(run.summary))
     s = run.summary
-    console.print(f"{s['unparseable_outputs']} of {s['judge_outputs']} judge outputs were "
-                  f"unparseable (excluded, not scored). Written to {out}")
+    m = s["verdicts_by_method"]
+    console.print(f"{m['probability']} verdicts from the judge's token probabilities, "
+                  f"{m['parsed']} parsed from its text; {s['unparseable_outputs']} of "
+                  f"{s['judge_outputs']} judge outputs were unparseable (excluded, not scored). "
+                  f"Written to {out}")
 
 
 def _record(summary: dict, out) -> None:

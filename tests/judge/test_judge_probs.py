@@ -11,7 +11,7 @@ import pytest
 from fakeserver import chat_response, serve_app
 from fastapi import FastAPI, Request
 
-from tuneloop.backends import GenParams, TokenChoice
+from tuneloop.backends import TokenChoice
 from tuneloop.backends.local import LocalGenerator
 from tuneloop.eval.judge import Question, run_judge
 from tuneloop.eval.judge_probs import (

@@ -25,6 +25,7 @@ from tuneloop.backends import Generator, GenParams, Messages, make_generator, sc
 from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import EvalError
 from tuneloop.eval.judge_probs import PAIR_PREFIX, SINGLE_PREFIX, verdict_distribution
+from tuneloop.eval.judge_selfpref import self_preference
 from tuneloop.eval.judge_stats import (
     PairOutcome,
     combine_pair,
@@ -98,17 +99,93 @@ def load_questions(path: str | Path) -> list[Question]:
     return out
 
 
+def _fastchat_turns(row: dict, where: str) -> list[str] | None:
+    """`choices[0].turns` of a FastChat answer row (model or reference answer), else None."""
+    choices = row.get("choices")
+    if choices is None:
+        return None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise EvalError("'choices' must be a non-empty list of {\"turns\": [...]}", where=where,
+                        fix="use FastChat's answer format: \"choices\": [{\"index\": 0, "
+                        "\"turns\": [\"...\"]}]")
+    return _as_turns(choices[0].get("turns"), where, "choices[0].turns")
+
+
+def _row_id(row: dict, where: str) -> str:
+    qid = row.get("question_id", row.get("id"))
+    if qid is None:
+        raise EvalError("row has no 'question_id' (or 'id')", where=where,
+                        fix='add "question_id": 81')
+    return str(qid)
+
+
 def load_references(path: str | Path) -> dict[str, list[str]]:
-    """Read reference answers `{"id", "reference" | "answer" | "turns"}` keyed by question id."""
+    """Reference answers keyed by question id.
+
+    Rows are tuneloop's `{"id", "reference" | "answer" | "turns"}` or FastChat's reference-answer
+    rows as shipped (`{"question_id", "model_id", "choices": [{"turns": [...]}]}`).
+    """
     refs: dict[str, list[str]] = {}
     for where, row in _read_jsonl(Path(path)):
-        if "id" not in row:
-            raise EvalError("row has no 'id'", where=where)
-        key = next((k for k in ("reference", "answer", "turns") if k in row), None)
-        if key is None:
-            raise EvalError("row has no 'reference', 'answer' or 'turns'", where=where)
-        refs[str(row["id"])] = _as_turns(row[key], where, key)
+        qid = _row_id(row, where)
+        turns = _fastchat_turns(row, where)
+        if turns is None:
+            key = next((k for k in ("reference", "answer", "turns") if k in row), None)
+            if key is None:
+                raise EvalError("row has no 'reference', 'answer', 'turns' or 'choices'",
+                                where=where, fix='add "reference": "..."')
+            turns = _as_turns(row[key], where, key)
+        refs[qid] = turns
     return refs
+
+
+def load_answers(path: str | Path) -> dict[str, dict[str, list[str]]]:
+    """Existing model answers: {model: {question id: turns}}.
+
+    Rows are FastChat's model-answer rows as shipped (`{"question_id", "model_id", "choices":
+    [{"turns": [...]}]}`) or tuneloop's own `answers.jsonl` rows (`{"question_id", "model",
+    "answers": [...]}`).
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for where, row in _read_jsonl(Path(path)):
+        qid = _row_id(row, where)
+        model = row.get("model_id", row.get("model"))
+        if not isinstance(model, str) or not model:
+            raise EvalError("row has no 'model_id' (or 'model')", where=where,
+                            fix='add "model_id": "my-model"')
+        turns = _fastchat_turns(row, where)
+        if turns is None:
+            if "answers" not in row:
+                raise EvalError("row has neither 'choices' (FastChat) nor 'answers' (tuneloop)",
+                                where=where, fix='add "choices": [{"turns": ["..."]}]')
+            turns = _as_turns(row["answers"], where, "answers")
+        if (model, qid) in seen:
+            raise EvalError(f"model {model!r} answers question {qid!r} twice (first at "
+                            f"{seen[(model, qid)]})", where=where, fix="keep one answer row")
+        seen[(model, qid)] = where
+        out.setdefault(model, {})[qid] = turns
+    if not out:
+        raise EvalError("no answers in file", where=str(path))
+    return out
+
+
+def answers_for(questions: list[Question], given: dict[str, list[str]],
+                model: str) -> list[list[str]]:
+    """A model's answers in question order; every question must be answered, every turn."""
+    out = []
+    for q in questions:
+        turns = given.get(q.id)
+        if turns is None:
+            raise EvalError(f"model {model!r} has no answer to question {q.id!r}",
+                            where=q.where, fix="answer every question, or drop it from the "
+                            "questions file")
+        if len(turns) < len(q.turns):
+            raise EvalError(f"model {model!r} answers {len(turns)} of question {q.id!r}'s "
+                            f"{len(q.turns)} turns", where=q.where,
+                            fix="give one answer per turn")
+        out.append(list(turns[:len(q.turns)]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -321,6 +398,7 @@ def run_judge(
     judge_params: GenParams | None = None,
     prompt_dir: str | Path | None = None,
     generators: dict[str, Generator] | None = None,
+    answers: dict[str, list[list[str]]] | None = None,
     seed: int = 0,
     show_progress: bool = True,
     scoring: str = "auto",
@@ -329,7 +407,8 @@ def run_judge(
 ) -> JudgeRun:
     """Generate answers for each model, judge them, aggregate; write outputs if `out_dir`.
 
-    `scoring="auto"` reads verdicts from the judge's token probabilities where it reports them
+    `answers` holds existing answers per model (question order): those are judged, not
+    generated. `scoring="auto"` reads verdicts from the judge's token probabilities where it reports them
     (else parses the text); "parse" always parses. `explanation=False` forces the verdict prefix.
     """
     from rich.progress import Progress
@@ -352,8 +431,12 @@ def run_judge(
     generators = generators or {}
 
     with Progress(disable=not show_progress, transient=True) as progress:
-        answers: dict[str, list[list[str]]] = {}
+        given = answers or {}
+        answers = {}
         for spec, label in zip(models, labels):
+            if spec in given:
+                answers[spec] = given[spec]
+                continue
             n_prompts = sum(len(q.turns) for q in questions)
             task = progress.add_task(f"answers: {label}", total=n_prompts)
             gen = generators.get(spec) or make_generator(spec)
@@ -408,6 +491,8 @@ def run_judge(
                                    m: sum(j["method"] == m for j in judgments)
                                    for m in ("probability", "parsed", "unparseable")},
                                "explanation": explanation, "scoring": scoring}
+    judge_spec = judge if isinstance(judge, str) else judge_gen.name
+    summary["self_preference"] = self_preference(judge_spec, dict(zip(labels, models)))
     if mode == "single":
         summary["results"] = [
             {"model": label, **summarize_scores(
@@ -524,6 +609,11 @@ def summary_table(summary: dict[str, Any]) -> Any:
                   f"{r['wins']}/{r['losses']}/{r['ties']}", flip, str(r["excluded"]), probs,
                   f"{r['mean_answer_words_a']:.1f}", f"{r['mean_answer_words_b']:.1f}")
     return t
+
+
+def summary_warnings(summary: dict[str, Any]) -> list[str]:
+    """Warnings to show under the summary table (self-preference)."""
+    return [w["warning"] for w in summary.get("self_preference") or []]
 
 
 def _methods(summary: dict[str, Any]) -> str:

@@ -99,9 +99,9 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[
     s = run.summary
     m = s["verdicts_by_method"]
     console.print(f"{m['probability']} verdicts from the judge's token probabilities, "
-                  f"{m['parsed']} parsed from its text; {s['unparseable_outputs']} of "
-                  f"{s['judge_outputs']} judge outputs were unparseable (excluded, not scored). "
-                  f"Written to {out}")
+                  f"{m['parsed']} parsed from its text.")
+    console.print(f"{s['unparseable_outputs']} of {s['judge_outputs']} judge outputs were "
+                  f"unparseable (excluded, not scored). Written to {out}")
 
 
 def _record(summary: dict, out) -> None:

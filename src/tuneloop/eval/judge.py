@@ -595,18 +595,19 @@ def summary_table(summary: dict[str, Any]) -> Any:
             t.add_row(r["model"], mean, ci(r["ci95"]), sd, str(r["n"]), str(r["unparseable"]),
                       f"{r['mean_answer_words']:.1f}")
         return t
+    probs = [f"{r['model_a']} vs {r['model_b']}: P(A better) {r['p_a_better']:.2f}, "
+             f"P(B better) {r['p_b_better']:.2f}, P(tie) {r['p_tie']:.2f}"
+             for r in summary["results"] if r.get("p_a_better") is not None]
     t = Table(title=f"judge: {summary['judge']} (pairwise, both orders)",
-              caption=_methods(summary))
+              caption="\n".join([_methods(summary), *probs]))
     for col in ("model A", "model B", "A win rate", "95% CI", "W/L/T", "flip rate", "excluded",
-                "P(A)/P(B)/P(tie)", "words A", "words B"):
+                "words A", "words B"):
         t.add_column(col)
     for r in summary["results"]:
         rate = "-" if r["win_rate"] is None else f"{r['win_rate']:.1%}"
         flip = "-" if r["flip_rate"] is None else f"{r['flip_rate']:.1%}"
-        probs = ("-" if r.get("p_a_better") is None else
-                 f"{r['p_a_better']:.2f}/{r['p_b_better']:.2f}/{r['p_tie']:.2f}")
         t.add_row(r["model_a"], r["model_b"], rate, ci(r["ci95"], 100, "{:.0f}%"),
-                  f"{r['wins']}/{r['losses']}/{r['ties']}", flip, str(r["excluded"]), probs,
+                  f"{r['wins']}/{r['losses']}/{r['ties']}", flip, str(r["excluded"]),
                   f"{r['mean_answer_words_a']:.1f}", f"{r['mean_answer_words_b']:.1f}")
     return t
 

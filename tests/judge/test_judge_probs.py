@@ -11,7 +11,7 @@ import pytest
 from fakeserver import chat_response, serve_app
 from fastapi import FastAPI, Request
 
-from tuneloop.backends import TokenChoice
+from tuneloop.backends import GenParams, TokenChoice
 from tuneloop.backends.local import LocalGenerator
 from tuneloop.eval.judge import Question, run_judge
 from tuneloop.eval.judge_probs import (
@@ -42,7 +42,9 @@ def _hand_distribution(model, tokenizer, messages, labels):
 
     head = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True,
                                          tokenize=False)
-    ids = tokenizer.encode(head + messages[-1]["content"], add_special_tokens=False)
+    # the conversation with the generation prompt, then the assistant text to continue
+    ids = (tokenizer.encode(head, add_special_tokens=False)
+           + tokenizer.encode(messages[-1]["content"], add_special_tokens=False))
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0, -1].float()
     probs = logits.softmax(-1)
@@ -128,6 +130,27 @@ def test_pairwise_probabilities_both_orders_equal_hand_computation(tiny_judge):
     assert r["wins"] == outcomes.count("A") and r["losses"] == outcomes.count("B")
     assert r["ties"] == outcomes.count("tie")
     assert math.isclose(r["p_a_better"], sum(pa) / len(pa), abs_tol=1e-5)
+
+
+def test_verdict_after_an_unfinished_explanation_equals_hand_computation(tiny_judge):
+    """A local judge that explains but writes no verdict: its explanation is continued with
+    'Rating: [[' and the verdict distribution read there (equal to the logits by hand)."""
+    from tuneloop.eval.judge import SINGLE_PREFIX, load_prompt, single_messages
+
+    gen, model, tokenizer = tiny_judge
+    run = run_judge(QUESTIONS[:1], ["good"], gen, mode="single", show_progress=False,
+                    judge_params=GenParams(max_tokens=6), top_logprobs=len(tokenizer),
+                    generators={"good": _Fixed("good", "Paris.")})
+    [j] = run.judgments
+    assert j["method"] == "probability" and j["verdict_prefix_after_explanation"]
+    explanation = j["raw"][: j["raw"].index("\n\n" + SINGLE_PREFIX)]
+    msgs = single_messages(QUESTIONS[0], ["Paris."], load_prompt("single"))
+    msgs = [*msgs, {"role": "assistant", "content": explanation + "\n\n" + SINGLE_PREFIX}]
+    expect, greedy = _hand_distribution(model, tokenizer, msgs, SINGLE_LABELS)
+    if token_label(greedy) == "1":
+        pytest.skip("greedy '1' needs the 10-split; covered by the unit test below")
+    for k in SINGLE_LABELS:
+        assert math.isclose(j["probs"][k], expect[k], abs_tol=1e-5)
 
 
 def _tok(text, *alts):

@@ -6,9 +6,9 @@ reads them from the decoder's logits; an OpenAI-compatible one asks for `top_log
 judge reads verdict probabilities this way; `scored_generate` is the one entry point, and answers
 `tokens=None` for a backend (or server) that gives no log-probabilities.
 
-A prompt whose last message is from the assistant is a prefix to continue (the local backend
-renders the conversation up to that message and appends its text; remote servers may or may not
-continue it).
+A prompt whose last message is from the assistant is a prefix to continue where the backend
+says so (`continues_prefix = True`: the local backend renders the conversation up to that message
+and appends its text); an OpenAI-compatible server starts a new reply instead.
 """
 
 from __future__ import annotations

@@ -88,6 +88,7 @@ class CachedGenerator:
     def __init__(self, inner: Generator, path: Path | str | None = None):
         self.inner = inner
         self.name = inner.name
+        self.continues_prefix = bool(getattr(inner, "continues_prefix", False))
         self.cache = GenerationCache(path)
         self.hits = 0
         self.misses = 0

@@ -15,6 +15,7 @@ class LocalGenerator:
     def __init__(self, ref: str, batch_size: int = 8, device: str = "cpu"):
         self.ref = str(ref)
         self.name = f"local:{self.ref}"
+        self.continues_prefix = True  # a final assistant message is continued (generate())
         self.batch_size = batch_size
         self.device = device
         self._loaded: tuple[Any, Any, Any] | None = None

@@ -320,10 +320,16 @@ def judge_verdicts(judge_gen: Generator, prompts: list[Messages], mode: str, par
     if scoring not in SCORING:
         raise EvalError(f"unknown scoring {scoring!r}", fix="use --scoring auto or parse")
     prefix = ""
+    # Only a backend that continues a final assistant message can be given a verdict prefix
+    # (the local one); a server starts a new reply, so its verdict is searched in its text.
+    continues = bool(getattr(judge_gen, "continues_prefix", False))
     if not explanation:
         forced = [forced_verdict(m, mode) for m in prompts]
-        prompts = [m for m, _ in forced]
-        prefix = forced[0][1] if forced else ""
+        if continues:
+            prompts = [m for m, _ in forced]
+            prefix = forced[0][1] if forced else ""
+        else:
+            prompts = [m[:-1] for m, _ in forced]  # the instruction, without the prefix
         params = GenParams(min(params.max_tokens, 8), params.temperature, params.top_p,
                            params.seed, params.stop)
     if scoring == "parse":
@@ -332,21 +338,41 @@ def judge_verdicts(judge_gen: Generator, prompts: list[Messages], mode: str, par
     else:
         scored = [(s.text, s.tokens) for s in _chunked_scored(
             judge_gen, prompts, params, top_logprobs, progress, task)]
-    out = []
-    for text, tokens in scored:
+    out: list[dict[str, Any]] = []
+    retry: list[int] = []  # explained, but no verdict written: ask for it after the explanation
+    for i, (text, tokens) in enumerate(scored):
         raw = prefix + text
         dist = verdict_distribution(tokens, mode, prefix) if tokens else None
         if dist is not None:
-            verdict: Any = (round(dist.expected_rating(), 6) if mode == "single"
-                            else dist.letter())
-            out.append({"raw": raw, "verdict": verdict, "method": "probability",
-                        "probs": {k: round(v, 6) for k, v in dist.probs.items()},
-                        "p_mass": round(dist.mass, 6)})
+            out.append(_prob_verdict(raw, dist, mode))
             continue
         parsed: Any = parse_rating(raw) if mode == "single" else parse_pair(raw)
         out.append({"raw": raw, "verdict": parsed,
                     "method": "parsed" if parsed is not None else "unparseable"})
+        if parsed is None and tokens is not None and explanation and continues:
+            retry.append(i)
+    if retry:
+        # The judge gives probabilities but wrote no verdict: continue its own explanation with
+        # the verdict prefix, and read the verdict distribution at the next token.
+        verdict_prefix = SINGLE_PREFIX if mode == "single" else PAIR_PREFIX
+        tails = [scored[i][0].rstrip() + "\n\n" + verdict_prefix for i in retry]
+        again = scored_generate(judge_gen, [
+            [*prompts[i], {"role": "assistant", "content": tail}]
+            for i, tail in zip(retry, tails)], GenParams(8, params.temperature, params.top_p,
+                                                         params.seed), top_logprobs)
+        for i, tail, res in zip(retry, tails, again):
+            dist = verdict_distribution(res.tokens, mode, tail) if res.tokens else None
+            if dist is not None:
+                out[i] = {**_prob_verdict(tail + res.text, dist, mode),
+                          "verdict_prefix_after_explanation": True}
     return out
+
+
+def _prob_verdict(raw: str, dist: Any, mode: str) -> dict[str, Any]:
+    verdict: Any = round(dist.expected_rating(), 6) if mode == "single" else dist.letter()
+    return {"raw": raw, "verdict": verdict, "method": "probability",
+            "probs": {k: round(v, 6) for k, v in dist.probs.items()},
+            "p_mass": round(dist.mass, 6)}
 
 
 def generate_answers(gen: Generator, questions: list[Question], params: GenParams,

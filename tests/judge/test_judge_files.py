@@ -114,3 +114,33 @@ def test_self_preference_warning_names_the_share(tmp_path):
                        mode="single", show_progress=False, answers=answers)
     [w] = remote.summary["self_preference"]
     assert (w["rows"], w["of"]) == (2, 8)  # same server + model, trailing slash aside
+
+
+def test_self_preference_warning_reaches_cli_and_report(tmp_path, capsys):
+    """The CLI prints the warning and the HTML report's index table shows it for the run."""
+    from tuneloop.report.build import write_report
+
+    run = _run_dir(tmp_path, ["openai:http://judge.example/v1#judge"] * 2 + [None] * 2)
+    (run / "metrics.jsonl").write_text("")
+    qs = tmp_path / "q.jsonl"
+    qs.write_text(json.dumps({"question_id": 1, "category": "misc", "turns": ["Say hi."]}) + "\n")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question_id": 1, "model_id": str(run), "choices": [
+        {"index": 0, "turns": ["GOOD hello"]}]}) + "\n")
+    with serve_app(_scripted_judge(False, [])) as url:
+        judge = f"openai:{url}/v1#judge"
+        # the run's rows name another server: no warning
+        assert main(["eval", "judge", "--questions", str(qs), "--answers", str(answers),
+                     "--judge", judge, "--out", str(tmp_path / "o1")]) == 0
+        assert "self-preference" not in capsys.readouterr().out
+        fp = run / "data" / "fingerprint.json"
+        data = Path(json.loads(fp.read_text())["files"][0]["path"])
+        data.write_text(data.read_text().replace("http://judge.example/v1", f"{url}/v1"))
+        assert main(["eval", "judge", "--questions", str(qs), "--answers", str(answers),
+                     "--judge", judge, "--out", str(tmp_path / "o2")]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "self-preference" in printed and "50% (2 of 4)" in printed
+    html = tmp_path / "report.html"
+    write_report([run], out=html)
+    page = " ".join(html.read_text(encoding="utf-8").split())
+    assert "Warning: self-preference" in page and "50% (2 of 4)" in page

@@ -107,20 +107,23 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.eval.judge_selfpref import run_dir_of_spec
     from tuneloop.index import record_eval
 
     name = f"judge-{summary['mode']}"
     warn = {w["model"]: w for w in summary.get("self_preference") or []}
     for r in summary["results"]:
         if summary["mode"] == "single":
-            record_eval(model_ref=summary["models"][r["model"]], kind="judge", name=name,
+            spec = summary["models"][r["model"]]
+            record_eval(model_ref=spec, kind="judge", name=name, run_dir=run_dir_of_spec(spec),
                         score=r["mean"], n=r["n"], details_path=out / "summary.json",
                         extra={"judge": summary["judge"], "unparseable": r["unparseable"],
                                "ci95": r["ci95"], "mean_answer_words": r["mean_answer_words"],
                                "verdicts_by_method": summary["verdicts_by_method"],
                                "self_preference": warn.get(r["model"])})
         else:
-            record_eval(model_ref=summary["models"][r["model_a"]], kind="judge", name=name,
+            spec = summary["models"][r["model_a"]]
+            record_eval(model_ref=spec, kind="judge", name=name, run_dir=run_dir_of_spec(spec),
                         score=r["win_rate"], n=r["n"], details_path=out / "summary.json",
                         extra={"judge": summary["judge"], "opponent": r["model_b"],
                                "ties": r["ties"], "excluded": r["excluded"],

@@ -16,7 +16,7 @@ from typing import Any
 from tuneloop.backends import parse_spec
 from tuneloop.data.load import load_records
 from tuneloop.errors import TuneloopError
-from tuneloop.train.rundir import FINGERPRINT_FILE
+from tuneloop.rundir import FINGERPRINT_FILE
 
 
 def spec_identity(spec: str | dict[str, Any]) -> tuple[str, ...]:

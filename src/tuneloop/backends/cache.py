@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tuneloop.backends.base import (
     Generator,
@@ -95,28 +96,22 @@ class CachedGenerator:
 
     def generate(self, prompts: list[Messages], params: GenParams) -> list[str]:
         """Answer from the cache where possible; query the backend once for the rest."""
-        keys = [cache_key(self.name, p, params) for p in prompts]
-        found = self.cache.get_many(keys)
-        # Duplicate prompts in one call are sent once.
-        todo: dict[str, Messages] = {}
-        for key, prompt in zip(keys, prompts):
-            if key not in found and key not in todo:
-                todo[key] = prompt
-        self.hits += sum(1 for k in keys if k in found)
-        self.misses += len(todo)
-        if todo:
-            outputs = self.inner.generate(list(todo.values()), params)
-            fresh = dict(zip(todo.keys(), outputs))
-            self.cache.put_many(self.name, fresh)
-            found.update(fresh)
-        return [found[k] for k in keys]
+        return self._cached(self.name, prompts, params, lambda todo: self.inner.generate(
+            todo, params), encode=lambda v: v, decode=lambda v: v)
 
     def generate_scored(self, prompts: list[Messages], params: GenParams,
                         top_logprobs: int) -> list[Scored]:
         """Scored completions, cached like text ones (keyed also by `top_logprobs`)."""
-        ident = f"{self.name}|top_logprobs={top_logprobs}"
+        return self._cached(
+            f"{self.name}|top_logprobs={top_logprobs}", prompts, params,
+            lambda todo: scored_generate(self.inner, todo, params, top_logprobs),
+            encode=_scored_to_json, decode=_scored_from_json)
+
+    def _cached(self, ident: str, prompts: list[Messages], params: GenParams,
+                ask: Any, *, encode: Any, decode: Any) -> list[Any]:
+        """Cached answers by key; duplicate prompts in one call are sent to the backend once."""
         keys = [cache_key(ident, p, params) for p in prompts]
-        found = {k: _scored_from_json(v) for k, v in self.cache.get_many(keys).items()}
+        found = {k: decode(v) for k, v in self.cache.get_many(keys).items()}
         todo: dict[str, Messages] = {}
         for key, prompt in zip(keys, prompts):
             if key not in found and key not in todo:
@@ -124,9 +119,8 @@ class CachedGenerator:
         self.hits += sum(1 for k in keys if k in found)
         self.misses += len(todo)
         if todo:
-            outputs = scored_generate(self.inner, list(todo.values()), params, top_logprobs)
-            fresh = dict(zip(todo.keys(), outputs))
-            self.cache.put_many(self.name, {k: _scored_to_json(v) for k, v in fresh.items()})
+            fresh = dict(zip(todo.keys(), ask(list(todo.values()))))
+            self.cache.put_many(self.name, {k: encode(v) for k, v in fresh.items()})
             found.update(fresh)
         return [found[k] for k in keys]
 

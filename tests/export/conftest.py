@@ -54,6 +54,13 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(name="make_run")
+def make_run_fixture():
+    """`make_run` for tests that train their own run (a module named conftest is not importable
+    reliably: pytest loads one per test directory)."""
+    return make_run
+
+
 @pytest.fixture(scope="session")
 def lora_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A 4-step LoRA run (r=4) on the tiny model."""

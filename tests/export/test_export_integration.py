@@ -66,11 +66,10 @@ def test_embedded_model_ollama_export(tmp_path):
     assert _greedy_text(g_model, g_tok, msgs) == _greedy_text(hf_model, hf_tok, msgs)
 
 
-def test_embedded_lora_run_gguf_round_trip(tmp_path):
+def test_embedded_lora_run_gguf_round_trip(tmp_path, make_run):
     """A LoRA run of the embedded model → GGUF f16: the merge check passes (≤ 1e-4) and the GGUF,
     read back by transformers, gave the same greedy text as the HF model on every probe — and
     that text is what the adapter model itself answers, recomputed here with plain peft."""
-    from conftest import make_run
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

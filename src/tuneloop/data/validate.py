@@ -59,6 +59,8 @@ def _field(fmt: str | None, index: int, part: str) -> str:
 def content_field(record: Record, index: int) -> str:
     """The user's name for the content of turn `index` (e.g. 'output' for Alpaca rows)."""
     fmt = record.meta.get("format")
+    if record.rejected is not None and record.messages:
+        return "chosen" if index == len(record.messages) - 1 else f"prompt[{index}].content"
     if fmt == "alpaca":
         return {"user": "instruction/input", "assistant": "output", "system": "system"}.get(
             record.messages[index]["role"], "instruction") if record.messages else "instruction"

@@ -35,7 +35,9 @@ class DataConfig(_Strict):
     )
     split_seed: int = Field(0, description="Seed of the train/eval split (as in `data split`).")
     format: str | None = Field(
-        None, description="Force a format (alpaca/chat/sharegpt/prompt_completion/text/preference); None = auto."
+        None,
+        description="Force a format (alpaca/chat/sharegpt/prompt_completion/text/preference); "
+        "None = auto.",
     )
     field_map: dict[str, str] | None = Field(
         None, description="Rename source fields, e.g. {question: instruction, answer: output}."

@@ -95,14 +95,15 @@ def run_trl(args, pairs: list[dict]) -> dict:
                              train_dataset=Dataset.from_list(pairs),
                              peft_config=lora_config() if args.method == "lora" else None,
                              callbacks=[Timer()])
-        inner = trainer.data_collator
+        inner = trainer.compute_loss
 
-        def counting_collator(examples):
-            batch = inner(examples)
-            tokens["real"] += int(batch["attention_mask"].sum())
-            return batch
+        def counting_loss(model, inputs, *a, **kw):
+            # Counted where the step uses the batch: the dataloader may collate ahead of time.
+            if model.training:
+                tokens["real"] += int(inputs["attention_mask"].sum())
+            return inner(model, inputs, *a, **kw)
 
-        trainer.data_collator = counting_collator
+        trainer.compute_loss = counting_loss
         trainer.train()
     return summarize("trl DPOTrainer", stats, args)
 
@@ -204,7 +205,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     by = {r["name"].split()[0]: r for r in results}
-    if "trl" in by and "tuneloop" in by:
+    if "trl" in by and "tuneloop" in by and by["trl"]["real_tokens_per_s"] > 0:
         a, b = by["tuneloop"], by["trl"]
         print(f"ratio tuneloop/trl: {a['real_tokens_per_s'] / b['real_tokens_per_s']:.2f}x "
               f"real tok/s ({a['real_tokens_per_cpu_s'] / b['real_tokens_per_cpu_s']:.2f}x per "

@@ -39,7 +39,10 @@ def record_text(record: Record) -> str:
     """The whole record as one string: turns as 'role: content' lines, or the raw text."""
     if record.messages is None:
         return record.text or ""
-    return "\n".join(f"{m['role']}: {m['content']}" for m in record.messages)
+    text = "\n".join(f"{m['role']}: {m['content']}" for m in record.messages)
+    if record.rejected is not None:  # pairs that differ only in the rejected answer are distinct
+        text += f"\nrejected: {record.rejected}"
+    return text
 
 
 def exact_key(record: Record) -> str:

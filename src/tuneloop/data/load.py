@@ -19,7 +19,7 @@ from typing import Any
 from tuneloop.data.records import Issue, Record, Rejected
 from tuneloop.errors import DataError, UsageError
 
-FORMATS = ("alpaca", "chat", "sharegpt", "prompt_completion", "text")
+FORMATS = ("alpaca", "chat", "sharegpt", "prompt_completion", "text", "preference")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
@@ -79,7 +79,10 @@ def detect_format(rows: Iterable[Mapping[str, Any]]) -> str | None:
         if not isinstance(row, Mapping):
             continue
         keys = set(row)
-        if "messages" in keys:
+        if keys & {"chosen", "rejected"}:
+            # A pair missing one side still votes (half), so it is reported as exactly that.
+            votes["preference"] += 1 if {"chosen", "rejected"} <= keys else 0.5
+        elif "messages" in keys:
             votes["chat"] += 1
         elif "conversations" in keys:
             votes["sharegpt"] += 1
@@ -202,7 +205,39 @@ def row_to_record(row: Any, fmt: str) -> Record:
                                 {"role": "assistant", "content": completion}], meta=meta)
     if fmt == "text":
         return Record(text=_get_str(row, "text"), meta=meta)
+    if fmt == "preference":
+        return _preference(row, meta)
     raise UsageError(f"unknown format {fmt!r}", fix=f"use one of: {', '.join(FORMATS)}")
+
+
+def _answer(row: Mapping[str, Any], key: str) -> str:
+    """`chosen`/`rejected`: a string, or a message list holding one assistant turn (hub format)."""
+    if key not in row or row[key] is None:
+        raise _RowError("missing_field", key, f"field '{key}' is missing")
+    value = _maybe_json_list(row[key], key) if isinstance(row[key], str) and \
+        row[key].lstrip().startswith("[{") else row[key]
+    if isinstance(value, str):
+        return value
+    turns = _turns({key: value}, key, "role", "content", None)
+    if len(turns) != 1 or turns[0]["role"] != "assistant":
+        roles = [t["role"] for t in turns]
+        raise _RowError("wrong_type", key, f"field '{key}' must be a string or one assistant "
+                        f"message, got turns {roles}")
+    return turns[0]["content"]
+
+
+def _preference(row: Mapping[str, Any], meta: dict[str, Any]) -> Record:
+    """A pair: `prompt` (text or messages), `chosen`, `rejected` (strings or one message)."""
+    if "prompt" not in row or row["prompt"] is None:
+        raise _RowError("missing_field", "prompt", "field 'prompt' is missing")
+    prompt = row["prompt"]
+    if isinstance(prompt, str) and not prompt.lstrip().startswith("[{"):
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = _turns(row, "prompt", "role", "content", None)
+    chosen, rejected = _answer(row, "chosen"), _answer(row, "rejected")
+    return Record(messages=[*messages, {"role": "assistant", "content": chosen}],
+                  rejected=rejected, meta=meta)
 
 
 # ---------------------------------------------------------------- raw rows per file type
@@ -456,8 +491,8 @@ def _load_one(source: str, rows: Iterator[_Row], info: FileInfo, fmt: str | None
             keys = sorted({k for r in objects for k in r})
             raise DataError(
                 f"cannot tell the data format from the fields {keys[:12]}", where=source,
-                fix="pass --format (alpaca, chat, sharegpt, prompt_completion, text) or map "
-                "your fields, e.g. --field-map question=instruction,answer=output")
+                fix="pass --format (alpaca, chat, sharegpt, prompt_completion, text, preference) "
+                "or map your fields, e.g. --field-map question=instruction,answer=output")
         info.format = fmt
     for line, raw, row, issue in _chain(pending, rows):
         info.rows += 1

@@ -86,8 +86,11 @@ def record_pii(record: Record) -> list[tuple[str, PiiMatch]]:
     """(field, match) for every finding in a record's text or turn contents."""
     if record.messages is None:
         return [("text", m) for m in find_pii(record.text or "")]
-    return [(content_field(record, i), m) for i, msg in enumerate(record.messages)
-            for m in find_pii(msg["content"])]
+    found = [(content_field(record, i), m) for i, msg in enumerate(record.messages)
+             for m in find_pii(msg["content"])]
+    if record.rejected is not None:  # a preference pair's other answer
+        found += [("rejected", m) for m in find_pii(record.rejected)]
+    return found
 
 
 def redact_record(record: Record) -> tuple[Record, Counter[str]]:
@@ -101,4 +104,8 @@ def redact_record(record: Record) -> tuple[Record, Counter[str]]:
         content, c = redact_text(msg["content"])
         counts += c
         messages.append({**msg, "content": content})
-    return replace(record, messages=messages, meta=dict(record.meta)), counts
+    rejected = record.rejected
+    if rejected is not None:
+        rejected, c = redact_text(rejected)
+        counts += c
+    return replace(record, messages=messages, rejected=rejected, meta=dict(record.meta)), counts

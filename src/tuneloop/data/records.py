@@ -14,7 +14,9 @@ class Record:
     """One training/eval example.
 
     Exactly one of `messages` (chat: [{"role", "content"}]) or `text` (continued pretraining)
-    is set. `source` and `line` point at where the row came from (1-based line for text files,
+    is set. A preference pair (DPO) is a chat record whose last turn is the chosen answer, with
+    the rejected answer in `rejected`: every chat check (roles, order, PII, length) applies to
+    prompt + chosen unchanged. `source` and `line` point at where the row came from (1-based line for text files,
     1-based row index for tabular ones) so every message can say file:line. `raw` keeps the row's
     original text so a rejected row is written back exactly as the user gave it.
     """
@@ -25,11 +27,17 @@ class Record:
     line: int = 0
     raw: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # preference pairs only: the rejected answer
 
     @property
     def where(self) -> str:
         """`file:line` for messages."""
         return f"{self.source}:{self.line}"
+
+    @property
+    def is_preference(self) -> bool:
+        """True for preference pairs (prompt + chosen in `messages`, and `rejected`)."""
+        return self.rejected is not None
 
     @property
     def is_chat(self) -> bool:
@@ -38,6 +46,9 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         """The canonical on-disk form (what `data check --out` and `data split` write)."""
+        if self.rejected is not None and self.messages:
+            return {"prompt": [dict(m) for m in self.messages[:-1]],
+                    "chosen": self.messages[-1]["content"], "rejected": self.rejected}
         if self.messages is not None:
             return {"messages": [dict(m) for m in self.messages]}
         return {"text": self.text}

@@ -12,6 +12,7 @@ NOT_ALTERNATING = "turns_not_alternating"
 LAST_NOT_ASSISTANT = "last_turn_not_assistant"
 MISPLACED_SYSTEM = "misplaced_system"
 EMPTY_TEXT = "empty_text"
+CHOSEN_EQUALS_REJECTED = "chosen_equals_rejected"
 
 
 def validate_record(record: Record) -> list[Issue]:
@@ -20,7 +21,27 @@ def validate_record(record: Record) -> list[Issue]:
         if record.text is None or not record.text.strip():
             return [Issue(EMPTY_TEXT, "text", "field 'text' is empty")]
         return []
+    if record.rejected is not None:
+        return _validate_pair(record)
     return _validate_messages(record.messages, record.meta.get("format"))
+
+
+def _validate_pair(record: Record) -> list[Issue]:
+    """A preference pair: prompt + chosen as a chat, plus a non-empty rejected != chosen."""
+    messages = record.messages or []
+    last = len(messages) - 1
+    issues = _validate_messages(messages, "chat")
+    for issue in issues:  # name the fields as the pair file spells them
+        if issue.field and issue.field.startswith("messages["):
+            index = int(issue.field[len("messages["):].split("]")[0])
+            issue.field = "chosen" if index == last else issue.field.replace("messages", "prompt")
+    rejected = record.rejected or ""
+    if not rejected.strip():
+        issues.append(Issue(EMPTY_CONTENT, "rejected", "the rejected answer is empty"))
+    elif messages and messages[-1]["content"].strip() == rejected.strip():
+        issues.append(Issue(CHOSEN_EQUALS_REJECTED, "rejected",
+                            "chosen and rejected are the same answer: the pair teaches nothing"))
+    return issues
 
 
 def _field(fmt: str | None, index: int, part: str) -> str:
@@ -38,6 +59,8 @@ def _field(fmt: str | None, index: int, part: str) -> str:
 def content_field(record: Record, index: int) -> str:
     """The user's name for the content of turn `index` (e.g. 'output' for Alpaca rows)."""
     fmt = record.meta.get("format")
+    if record.rejected is not None and record.messages:
+        return "chosen" if index == len(record.messages) - 1 else f"prompt[{index}].content"
     if fmt == "alpaca":
         return {"user": "instruction/input", "assistant": "output", "system": "system"}.get(
             record.messages[index]["role"], "instruction") if record.messages else "instruction"

@@ -35,7 +35,9 @@ class DataConfig(_Strict):
     )
     split_seed: int = Field(0, description="Seed of the train/eval split (as in `data split`).")
     format: str | None = Field(
-        None, description="Force a format (alpaca/chat/sharegpt/prompt_completion/text); None = auto."
+        None,
+        description="Force a format (alpaca/chat/sharegpt/prompt_completion/text/preference); "
+        "None = auto.",
     )
     field_map: dict[str, str] | None = Field(
         None, description="Rename source fields, e.g. {question: instruction, answer: output}."
@@ -59,6 +61,21 @@ class LoraSettings(_Strict):
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: str | list[str] = Field(
         "all-linear", description="Modules to adapt: 'all-linear' or a list of module names."
+    )
+
+
+class DPOSettings(_Strict):
+    """Preference tuning (objective: dpo); see docs/preferences.md."""
+
+    beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference model.")
+    loss: Literal["sigmoid", "ipo", "hinge"] = Field(
+        "sigmoid", description="sigmoid (DPO), ipo (squared, per-token log-probs) or hinge."
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="sigmoid only: assumed share of wrongly labelled pairs."
+    )
+    sft_weight: float = Field(
+        0.0, ge=0.0, description="Add this x the chosen answer's mean token NLL (0 = off)."
     )
 
 
@@ -150,11 +167,13 @@ class TrainConfig(_Strict):
         "smollm2-135m-instruct", description="Model reference: alias, hub id, HF dir or run dir."
     )
     method: Literal["lora", "full"] = Field("lora", description="lora (PEFT adapter) or full.")
-    objective: Literal["sft"] = Field(
-        "sft", description="What is optimised: sft (chat rows; text rows = continued pretraining)."
+    objective: Literal["sft", "dpo"] = Field(
+        "sft", description="What is optimised: sft (chat rows; text rows = continued pretraining) "
+        "or dpo (preference pairs: prompt, chosen, rejected)."
     )
     data: DataConfig = Field(description="Training and eval data.")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings.")
+    dpo: DPOSettings = Field(default_factory=DPOSettings, description="DPO settings.")
     training: TrainingSettings = Field(
         default_factory=TrainingSettings, description="Optimisation."
     )
@@ -181,6 +200,8 @@ def config_fingerprint(config: TrainConfig, *, world_size: int = 1) -> str:
     if data.get("objective") == "sft":
         # `objective` came after the first runs; the default keeps their fingerprints (R6).
         data.pop("objective")
+    if data.get("objective") != "dpo":
+        data.pop("dpo", None)  # unused outside DPO; keeps earlier runs' fingerprints (R6)
     # The data order is defined over the global batch (R28): 1 process x accum 2 == 2 x accum 1.
     training = data["training"]
     training["gradient_accumulation"] = training["gradient_accumulation"] * world_size

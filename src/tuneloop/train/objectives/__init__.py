@@ -19,6 +19,7 @@ from tuneloop.train.objectives.base import (
     ObjectiveContext,
     PreparedData,
 )
+from tuneloop.train.objectives.dpo import DPOObjective
 from tuneloop.train.objectives.sft import SFTObjective
 
 __all__ = ["OBJECTIVES", "Batch", "EvalResult", "LossOutput", "Objective", "ObjectiveContext",
@@ -27,6 +28,7 @@ __all__ = ["OBJECTIVES", "Batch", "EvalResult", "LossOutput", "Objective", "Obje
 # name -> factory(config) -> Objective
 OBJECTIVES: dict[str, Callable[[Any], Objective]] = {
     "sft": lambda config: SFTObjective(),
+    "dpo": lambda config: DPOObjective(config.dpo, method=config.method),
 }
 
 

@@ -20,7 +20,7 @@ Each row also gets its MFU (model FLOPs per token from train/flops.py x real tok
 device's peak at that row's precision: the cached matmul probe on a CPU) and "% of ceiling"
 against the fp32 and bf16 probe peaks; peak memory is the child's ru_maxrss (CPU).
 
-A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1 =
+A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1|auto =
 training.gradient_checkpointing, bf16=0|1|auto = training.precision fp32|bf16|auto (bf16 on a
 CPU needs native bf16 kernels), max_tokens=N =
 training.max_tokens_per_batch, compile=0|1, threads=N); each variant is one more tuneloop row.
@@ -120,6 +120,11 @@ def load(args, device: str):
         tok = load_tokenizer(args.model)
         if args.shape == "smollm2-135m":
             config = AutoConfig.from_pretrained(ensure_embedded_model(progress=False))
+        elif args.shape == "tiny":  # tests: a 2-layer Llama sized for the tokenizer
+            config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                 num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=2, max_position_embeddings=2048,
+                                 tie_word_embeddings=True)
         else:  # llama-1b: the Llama-3.2-1B shape
             config = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
                                  num_hidden_layers=16, num_attention_heads=32,
@@ -271,7 +276,8 @@ def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
                          "scheduler": "linear", "warmup_steps": 0, "weight_decay": 0.0,
                          "max_grad_norm": MAX_GRAD_NORM, "seed": args.seed,
                          "precision": _precision(variant["bf16"]),
-                         "gradient_checkpointing": "on" if variant["gc"] else "off",
+                         "gradient_checkpointing": {"auto": "auto", "0": "off", "1": "on"}[
+                             str(variant["gc"])],
                          "max_tokens_per_batch": int(variant["max_tokens"]) or None,
                          "compile": bool(variant["compile"])},
             "eval": {"at_start": False},
@@ -345,7 +351,8 @@ def parse_variant(text: str, device: str) -> dict:
         key, _, value = part.partition("=")
         if key not in v:
             raise SystemExit(f"--variant: unknown key {key!r}; use one of {sorted(v)}")
-        v[key] = value if key == "attn" or (key == "bf16" and value == "auto") else int(value)
+        auto = key in ("bf16", "gc") and value == "auto"
+        v[key] = value if key == "attn" or auto else int(value)
     if v["bf16"] == 1 and device != "cuda":
         from tuneloop.train.setup import cpu_native_bf16
 
@@ -374,7 +381,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="optimizer steps per side")
     p.add_argument("--warmup", type=int, default=1, help="leading steps excluded from timing")
     p.add_argument("--method", choices=["full", "lora"], default="full")
-    p.add_argument("--shape", choices=["smollm2-135m", "llama-1b"], default=None,
+    p.add_argument("--shape", choices=["smollm2-135m", "llama-1b", "tiny"], default=None,
                    help="random init from this config instead of --model weights (GPU scaling)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lengths", choices=sorted(LENGTHS), default="instruct",
@@ -433,10 +440,10 @@ def main() -> None:
                       flush=True)
                 continue
             results.append(json.loads(out.read_text()))
-            if args.json:
-                args.json.write_text(json.dumps(results, indent=2))
             r = results[-1]
             add_utilisation(r, args.device)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
             print(f"  {r['name']}: {r['real_tokens_per_s']:.1f} real tok/s "
                   f"MFU {100 * r['mfu']:.1f}% ({r['dtype']}), "
                   f"({r['real_tokens_per_cpu_s']:.1f}/CPU-s), "

@@ -92,6 +92,25 @@ def test_no_grad_and_autocast_match(tiny_tokenizer, small_chunks):
     assert model(input_ids=ids).logits.shape[-1] == model.config.vocab_size
 
 
+def test_deep_copy_keeps_its_own_head(tiny_tokenizer):
+    """After packed_loss, a deep copy (e.g. a reference model) computes with ITS weights."""
+    import copy
+
+    model = make_tiny_model(tiny_tokenizer, seed=8).float()
+    enable_packed_attention(model)
+    batch = collate_packed(_examples(tiny_tokenizer, lengths=(10, 12), seed=9))
+    packed_loss(model, batch)  # installs the flagged head forward
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        clone.lm_head.weight.mul_(2.0)
+        ids = batch["input_ids"][:, :6]
+        a = model(input_ids=ids).logits
+        b = clone(input_ids=ids).logits
+        assert torch.allclose(b, clone.model(input_ids=ids).last_hidden_state
+                              @ clone.lm_head.weight.T, atol=1e-5)
+    assert not torch.allclose(a, b)
+
+
 def test_chunk_size_scales_with_vocab():
     """About _CHUNK_ELEMENTS logits per chunk, never zero rows."""
     assert lm_loss._chunks(10_000, 49_152).step == lm_loss._CHUNK_ELEMENTS // 49_152

@@ -15,6 +15,7 @@ of the logits, so callers keep using the model's own forward (DDP hooks, PEFT wr
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,14 +54,17 @@ def _install(head: Any) -> None:
     compiled model sees one stable function and only a flag that changes)."""
     if getattr(head, "_tuneloop_installed", False):
         return
-    plain = head.forward
-
-    def forward(x):
-        return x if getattr(head, _FLAG, False) else plain(x)
-
-    head.forward = forward
+    # A bound method, not a closure: a deep copy of the model (a reference model, EMA) gets a
+    # forward bound to its own copy of the head.
+    head.forward = types.MethodType(_flagged_forward, head)
     head._tuneloop_installed = True
     setattr(head, _FLAG, False)
+
+
+def _flagged_forward(self: Any, x: Any) -> Any:
+    import torch
+
+    return x if getattr(self, _FLAG, False) else torch.nn.Linear.forward(self, x)
 
 
 @contextmanager

@@ -7,13 +7,22 @@ import torch
 
 from tuneloop.errors import ConfigError
 from tuneloop.rundir import read_metrics
-from tuneloop.train import setup, train
+from tuneloop.train import flops, setup, train
 from tuneloop.train.config import load_config
 
 # The stated tolerance that lets `auto` choose bf16 on a native-bf16 CPU (setup.AUTO_BF16_ON_CPU).
 MAX_RELATIVE_LOSS_GAP = 0.02
 
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks CPU precision choices")
+
+
+@pytest.fixture
+def fake_native_bf16(monkeypatch, tmp_path):
+    """Pretend oneDNN has native bf16; the MFU peak probe is stubbed (an emulated bf16 2048^3
+    matmul probe takes minutes on a CPU without native bf16, and says nothing here)."""
+    monkeypatch.setattr(setup, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(flops, "probe_matmul", lambda dtype, *a, **k: 1e11)
+    monkeypatch.setenv("TUNELOOP_CACHE", str(tmp_path / "cache"))
 
 
 @cpu_only
@@ -43,11 +52,10 @@ def test_detection_agrees_with_onednn():
 
 
 @cpu_only
-def test_bf16_loss_curve_tracks_fp32(make_config, tmp_path, monkeypatch):
+def test_bf16_loss_curve_tracks_fp32(make_config, tmp_path, fake_native_bf16):
     """20 steps of the tiny model: bf16 autocast keeps fp32 master weights, and its loss curve
     stays within MAX_RELATIVE_LOSS_GAP of fp32 at every step (the gate for `auto` = bf16).
     On a CPU without native bf16 the same kernels are emulated: slower, numerically the same."""
-    monkeypatch.setattr(setup, "cpu_native_bf16", lambda: True)
     curves = {}
     for prec in ("fp32", "bf16"):
         cfg = load_config(make_config(f"{prec}.yaml", training={
@@ -64,11 +72,10 @@ def test_bf16_loss_curve_tracks_fp32(make_config, tmp_path, monkeypatch):
 
 
 @cpu_only
-def test_bf16_keeps_fp32_master_weights(make_config, tmp_path, monkeypatch):
+def test_bf16_keeps_fp32_master_weights(make_config, tmp_path, fake_native_bf16):
     """The saved weights of a bf16 run are fp32 (autocast, not a bf16 model)."""
     from safetensors import safe_open
 
-    monkeypatch.setattr(setup, "cpu_native_bf16", lambda: True)
     cfg = load_config(make_config(training={"max_steps": 2, "precision": "bf16"},
                                   save={"interval": 100}))
     res = train(cfg, output_dir=tmp_path / "run", progress=False)

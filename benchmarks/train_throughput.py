@@ -12,9 +12,17 @@ second of training, excluding the first --warmup step(s) of both sides.
     python benchmarks/train_throughput.py                    # CPU, embedded model, full FT
     python benchmarks/train_throughput.py --device cuda --shape llama-1b --steps 30
     python benchmarks/train_throughput.py --sides tuneloop --variant attn=sdpa --variant gc=1
+    python benchmarks/train_throughput.py --lengths heldout --variant bf16=0 --variant bf16=1
 
-A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1 =
-training.gradient_checkpointing, bf16=0|1 = training.precision (GPU only), max_tokens=N =
+--lengths heldout draws lengths like the held-out chat rows of issue 16 (Self-Instruct + MT-Bench
+answers: median 136, p95 ~792 tokens, capped at 1024) instead of the default instruction mix.
+Each row also gets its MFU (model FLOPs per token from train/flops.py x real tokens/s / the
+device's peak at that row's precision: the cached matmul probe on a CPU) and "% of ceiling"
+against the fp32 and bf16 probe peaks; peak memory is the child's ru_maxrss (CPU).
+
+A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1|auto =
+training.gradient_checkpointing, bf16=0|1|auto = training.precision fp32|bf16|auto (bf16 on a
+CPU needs native bf16 kernels), max_tokens=N =
 training.max_tokens_per_batch, compile=0|1, threads=N); each variant is one more tuneloop row.
 """
 
@@ -35,13 +43,17 @@ from pathlib import Path
 BATCH_SIZE = 8  # TRL's per_device_train_batch_size default: examples per optimizer step
 LR = 2e-5  # TRL's SFTConfig default learning rate
 MAX_GRAD_NORM = 1.0  # transformers' TrainingArguments default
-MIN_LEN, MAX_LEN = 20, 1000
 
 # What the shipped loop does by default (docs/benchmarks.md): per-document attention, no activation
-# checkpointing; fp32 on CPU (training.precision auto; the loop trains bf16 only on a GPU),
-# bf16 autocast on CUDA.
-CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": 0, "max_tokens": 0, "compile": 0, "threads": 0}
-CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": 1, "max_tokens": 0, "compile": 0, "threads": 0}
+# checkpointing, training.precision auto (bf16 on a GPU or a CPU with native bf16, else fp32).
+CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": "auto", "max_tokens": 0, "compile": 0,
+                "threads": 0}
+CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": "auto", "max_tokens": 0, "compile": 0,
+                 "threads": 0}
+LENGTHS = {  # (median, log-normal sigma, min, max) of a row's total tokens
+    "instruct": (180, 0.9, 20, 1000),
+    "heldout": (136, 1.07, 20, 1024),  # p95 = 136 * e^(1.645 * 1.07) ~ 792
+}
 
 WORDS = (  # split in make_rows
     "the of and to in is you that it he was for on are as with his they at be this have from or "
@@ -57,8 +69,9 @@ WORDS = (  # split in make_rows
 # Data: one seeded set of rendered rows shared by both sides
 
 
-def make_rows(tokenizer, n: int, seed: int) -> list[dict]:
-    """n chat rows rendered with the model's template; total token lengths log-normal in 20-1000."""
+def make_rows(tokenizer, n: int, seed: int, lengths: str = "instruct") -> list[dict]:
+    """n chat rows rendered with the model's template; total token lengths log-normal (LENGTHS)."""
+    median, sigma, low, high = LENGTHS[lengths]
     rng = random.Random(seed)
     stream = tokenizer(" ".join(rng.choice(WORDS.split()) for _ in range(60_000)),
                        add_special_tokens=False)["input_ids"]
@@ -67,7 +80,7 @@ def make_rows(tokenizer, n: int, seed: int) -> list[dict]:
     rows = []
     for _ in range(n):
         # Median ~180 tokens with a long tail, like instruction data (e.g. Alpaca/Dolly mixes).
-        target = int(min(MAX_LEN, max(MIN_LEN, rng.lognormvariate(math.log(180), 0.9))))
+        target = int(min(high, max(low, rng.lognormvariate(math.log(median), sigma))))
         body = max(2, target - overhead)
         n_prompt = max(1, int(body * rng.uniform(0.2, 0.6)))
         n_answer = max(1, body - n_prompt)
@@ -77,7 +90,7 @@ def make_rows(tokenizer, n: int, seed: int) -> list[dict]:
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
         ids, labels = _render(tokenizer, messages)
         # Re-tokenising decoded text can shift a length by a token or two; keep the cap exact.
-        rows.append({"input_ids": ids[:MAX_LEN], "labels": labels[:MAX_LEN]})
+        rows.append({"input_ids": ids[:high], "labels": labels[:high]})
     return rows
 
 
@@ -107,6 +120,11 @@ def load(args, device: str):
         tok = load_tokenizer(args.model)
         if args.shape == "smollm2-135m":
             config = AutoConfig.from_pretrained(ensure_embedded_model(progress=False))
+        elif args.shape == "tiny":  # tests: a 2-layer Llama sized for the tokenizer
+            config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                                 num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=2, max_position_embeddings=2048,
+                                 tie_word_embeddings=True)
         else:  # llama-1b: the Llama-3.2-1B shape
             config = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
                                  num_hidden_layers=16, num_attention_heads=32,
@@ -186,6 +204,8 @@ def run_trl(args, rows, device: str) -> dict:
         trainer.data_collator = counting_collator
         trainer.train()
     extra = {"bf16": config.bf16, "gradient_checkpointing": config.gradient_checkpointing,
+             "dtype": "bf16" if config.bf16 else "fp32",
+             "flops_per_token": _flops_per_token(model, rows, args.method),
              "optim": str(config.optim), "padding_free": config.padding_free,
              "packing": config.packing}
     return summarize("trl", stats[: args.steps], args, device, extra)
@@ -250,13 +270,14 @@ def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
         config = TrainConfig.model_validate({
             "name": "bench", "model": model_ref, "method": args.method,
             "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
-            "data": {"train": [args.child_data], "eval_fraction": 0.0, "max_length": MAX_LEN},
+            "data": {"train": [args.child_data], "eval_fraction": 0.0, "max_length": 1024},
             # transformers' defaults as TRL runs them: linear decay to 0, no warmup, no decay
             "training": {"max_steps": args.steps, "batch_size": BATCH_SIZE, "learning_rate": LR,
                          "scheduler": "linear", "warmup_steps": 0, "weight_decay": 0.0,
                          "max_grad_norm": MAX_GRAD_NORM, "seed": args.seed,
-                         "precision": "bf16" if variant["bf16"] else "fp32",
-                         "gradient_checkpointing": "on" if variant["gc"] else "off",
+                         "precision": _precision(variant["bf16"]),
+                         "gradient_checkpointing": {"auto": "auto", "0": "off", "1": "on"}[
+                             str(variant["gc"])],
                          "max_tokens_per_batch": int(variant["max_tokens"]) or None,
                          "compile": bool(variant["compile"])},
             "eval": {"at_start": False},
@@ -264,10 +285,24 @@ def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
         })
         result = train(config, output_dir=Path(tmp) / "run", hooks=TrainHooks(after_step=after_step))
         losses = [r["loss"] for r in rundir.read_metrics(result.run_dir) if r["kind"] == "train"]
+        info = json.loads((result.run_dir / "run.json").read_text())
     for row, loss in zip(stats, losses, strict=False):
         row["loss"] = loss
-    extra = {**variant, "attention": attention[0] if attention else "?"}
+    extra = {**variant, "attention": attention[0] if attention else "?",
+             "flops_per_token": info["flops_per_token"], "dtype": info["peak_dtype"],
+             "loop_mfu": info.get("mfu")}
     return summarize("tuneloop " + variant_label(variant), stats, args, device, extra)
+
+
+def _precision(value) -> str:
+    return {"auto": "auto", "0": "fp32", "1": "bf16"}[str(value)]
+
+
+def _flops_per_token(model, rows, method: str) -> float:
+    """The same count the loop logs (train/flops.py), for the same rows."""
+    from tuneloop.train.flops import model_flops_per_token
+
+    return model_flops_per_token(model, [len(r["input_ids"]) for r in rows], method)
 
 
 def save_shape(args, out: Path) -> str:
@@ -316,10 +351,14 @@ def parse_variant(text: str, device: str) -> dict:
         key, _, value = part.partition("=")
         if key not in v:
             raise SystemExit(f"--variant: unknown key {key!r}; use one of {sorted(v)}")
-        v[key] = value if key == "attn" else int(value)
-    if v["bf16"] and device != "cuda":
-        raise SystemExit("--variant bf16=1: the shipped loop trains bf16 only on a GPU "
-                         "(training.precision)")
+        auto = key in ("bf16", "gc") and value == "auto"
+        v[key] = value if key == "attn" or auto else int(value)
+    if v["bf16"] == 1 and device != "cuda":
+        from tuneloop.train.setup import cpu_native_bf16
+
+        if not cpu_native_bf16():
+            raise SystemExit("--variant bf16=1: this CPU has no native bf16 (oneDNN reports "
+                             "none), so training.precision: bf16 is refused; use bf16=0 or auto")
     return v
 
 
@@ -342,9 +381,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="optimizer steps per side")
     p.add_argument("--warmup", type=int, default=1, help="leading steps excluded from timing")
     p.add_argument("--method", choices=["full", "lora"], default="full")
-    p.add_argument("--shape", choices=["smollm2-135m", "llama-1b"], default=None,
+    p.add_argument("--shape", choices=["smollm2-135m", "llama-1b", "tiny"], default=None,
                    help="random init from this config instead of --model weights (GPU scaling)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lengths", choices=sorted(LENGTHS), default="instruct",
+                   help="row length distribution (heldout: issue 16's held-out-like rows)")
     p.add_argument("--sides", default="trl,tuneloop", help="comma list: trl, tuneloop")
     p.add_argument("--variant", action="append", default=None,
                    help="tuneloop settings, e.g. attn=sdpa,gc=1 (repeatable)")
@@ -367,7 +408,7 @@ def main() -> None:
     from tuneloop.models import load_tokenizer
 
     tok = load_tokenizer(args.model)
-    rows = make_rows(tok, args.steps * BATCH_SIZE, args.seed)
+    rows = make_rows(tok, args.steps * BATCH_SIZE, args.seed, args.lengths)
     lengths = sorted(len(r["input_ids"]) for r in rows)
     print(f"data: {len(rows)} rows, lengths min {lengths[0]} median {lengths[len(rows) // 2]} "
           f"mean {sum(lengths) / len(rows):.0f} max {lengths[-1]}; {args.steps} steps x "
@@ -399,15 +440,38 @@ def main() -> None:
                       flush=True)
                 continue
             results.append(json.loads(out.read_text()))
+            r = results[-1]
+            add_utilisation(r, args.device)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
-            r = results[-1]
             print(f"  {r['name']}: {r['real_tokens_per_s']:.1f} real tok/s "
+                  f"MFU {100 * r['mfu']:.1f}% ({r['dtype']}), "
                   f"({r['real_tokens_per_cpu_s']:.1f}/CPU-s), "
                   f"peak {r['peak_mib']:.0f} MiB, losses {r['losses']}", flush=True)
     if not results:
         raise SystemExit("no run finished")
     print_table(results)
+
+
+def _pct(value: float | None) -> str:
+    return f"{100 * value:.1f}%" if value is not None else "-"
+
+
+def add_utilisation(r: dict, device: str) -> None:
+    """MFU at the row's precision, and the share of the fp32 / bf16 ceilings (peak / FLOPs per
+    token) that the row's real tokens/s reach; peaks from train/flops.py (probe, cached)."""
+    from tuneloop.train.flops import device_peak
+    from tuneloop.train.setup import cpu_native_bf16
+
+    dev = "cuda" if device == "cuda" else "cpu"
+    peaks = {"fp32": device_peak(dev, "fp32")[0]}
+    if dev == "cuda" or cpu_native_bf16():  # an emulated bf16 probe would take minutes
+        peaks["bf16"] = device_peak(dev, "bf16")[0]
+    achieved = r["real_tokens_per_s"] * r["flops_per_token"]
+    r["peak_flops"] = peaks
+    r["mfu"] = achieved / peaks.get(r["dtype"], peaks["fp32"])
+    for dtype in ("fp32", "bf16"):
+        r[f"pct_{dtype}_ceiling"] = achieved / peaks[dtype] if dtype in peaks else None
 
 
 def print_table(results: list[dict]) -> None:
@@ -418,7 +482,7 @@ def print_table(results: list[dict]) -> None:
     ref = next((r for r in results if r["name"] == "trl"), None)
     table = Table(title="training throughput (real tokens/s, after warm-up)")
     cols = ("run", "real tok/s", "vs TRL", "tok/CPU-s", "vs TRL (CPU)", "real-token share",
-            "peak MiB", "timed s")
+            "MFU", "% fp32 ceil", "% bf16 ceil", "peak MiB", "timed s")
     for col in cols:
         table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
     for r in results:
@@ -426,10 +490,17 @@ def print_table(results: list[dict]) -> None:
         cratio = (r["real_tokens_per_cpu_s"] / ref["real_tokens_per_cpu_s"]) if ref else math.nan
         table.add_row(r["name"], f"{r['real_tokens_per_s']:.1f}", f"{ratio:.2f}x",
                       f"{r['real_tokens_per_cpu_s']:.1f}", f"{cratio:.2f}x",
-                      f"{100 * r['real_share']:.1f}%", f"{r['peak_mib']:.0f}", f"{r['seconds']:.1f}")
+                      f"{100 * r['real_share']:.1f}%", f"{100 * r['mfu']:.1f}%",
+                      _pct(r.get("pct_fp32_ceiling")), _pct(r.get("pct_bf16_ceiling")),
+                      f"{r['peak_mib']:.0f}", f"{r['seconds']:.1f}")
     Console(width=150).print(table)  # full width even when piped to a log
     ours = max((r for r in results if r["name"] != "trl"), default=None,
                key=lambda r: r["real_tokens_per_s"])
+    if ours:
+        for dtype, peak in ours["peak_flops"].items():
+            print(f"CEILING {dtype}: {peak / 1e9:.0f} GFLOP/s matmul peak (probe) / "
+                  f"{ours['flops_per_token'] / 1e9:.3f} GFLOP per token = "
+                  f"{peak / ours['flops_per_token']:.0f} real tokens/s")
     if ref and ours:
         print(f"RATIO tuneloop ({ours['name'].removeprefix('tuneloop ')})/TRL real tokens/s = "
               f"{ours['real_tokens_per_s'] / ref['real_tokens_per_s']:.2f}x "

@@ -56,7 +56,10 @@ def make_config(tiny_model_dir, chat_data, tmp_path):
             "method": "full",
             "data": {"train": [str(chat_data)], "eval_fraction": 0.125, "max_length": 96},
             "training": {"max_steps": 6, "batch_size": 4, "learning_rate": 1e-3, "seed": 1,
-                         "scheduler": "linear", "warmup_steps": 1},
+                         "scheduler": "linear", "warmup_steps": 1,
+                         # pinned: exact-equality tests (resume, DDP) compare fp32 numerics,
+                         # and `auto` is bf16 on CPUs with native bf16
+                         "precision": "fp32"},
             "save": {"interval": 3, "keep_last": 5},
             "logging": {"interval": 1, "report_to": [], "progress": False},
         }

@@ -226,9 +226,13 @@ def test_tracker_names_are_checked(make_config, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU defaults")
-def test_cpu_defaults_fp32_and_no_checkpointing(make_config):
+def test_cpu_defaults_fp32_and_no_checkpointing(make_config, monkeypatch):
     """precision auto → fp32 on CPU; gradient checkpointing auto → off on CPU."""
     from tuneloop.errors import ConfigError
+    from tuneloop.train import setup
+
+    # A CPU without native bf16 (on one with it, auto is bf16: tests/train/test_bf16.py).
+    monkeypatch.setattr(setup, "cpu_native_bf16", lambda: False)
     from tuneloop.train.setup import precision as _precision
     from tuneloop.train.setup import want_checkpointing as _want_checkpointing
 

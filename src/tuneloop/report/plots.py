@@ -62,6 +62,27 @@ def loss_curves(runs: list[RunData]) -> str | None:
     return _data_uri(fig)
 
 
+def mfu_over_steps(runs: list[RunData]) -> str | None:
+    """Model-FLOPs utilisation (%) per logged train step, one line per run; None if no run
+    logged it (runs written before tuneloop logged MFU)."""
+    if not any(_xy(r.train, "mfu")[0] for r in runs):
+        return None
+    fig, ax = _figure(height=2.8)
+    for i, run in enumerate(runs):
+        xs, ys = _xy(run.train, "mfu")
+        if xs:
+            peak = run.run_info.get("peak_dtype")
+            tag = f" ({peak})" if isinstance(peak, str) else ""
+            ax.plot(xs, [100 * y for y in ys], color=f"C{i % 10}", lw=1.4,
+                    label=_label(f"{run.name}{tag}"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("MFU (%)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _data_uri(fig)
+
+
 def suite_over_steps(runs: list[RunData]) -> str | None:
     """Suite pass rate per checkpoint step, one line per run and suite; None if none logged."""
     if not any(r.suite for r in runs):

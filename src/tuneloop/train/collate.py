@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from tuneloop.errors import DataError, ModelError
@@ -166,14 +167,19 @@ def collate_padded(examples: Sequence[_Example], pad_token_id: int) -> dict:
     }
 
 
-def packed_loss(model: Any, batch: dict) -> tuple[Any, int]:
+def packed_loss(model: Any, batch: dict, *, chunked: bool = True) -> tuple[Any, int]:
     """Summed next-token loss over a packed batch and the number of trained tokens.
 
     Forwards with ``attention_mask=None`` and ``use_cache=False`` (what makes transformers keep
     packed documents apart); passes cu_seqlens for varlen kernels, and computes the LM head only at
     positions that have a target (assistant tokens), which skips most of the vocab projection.
+    ``chunked`` (default): the head + cross-entropy run a chunk of tokens at a time
+    (`train/lm_loss.py`), so full-vocabulary logits for the batch never exist; same loss and
+    gradients. Models whose head is not a plain linear layer take the unchunked path.
     """
     import torch
+
+    from tuneloop.train.lm_loss import chunked_linear_cross_entropy, head_hidden_states, plain_head
 
     device = _model_device(model)
     input_ids = batch["input_ids"].to(device)
@@ -182,21 +188,25 @@ def packed_loss(model: Any, batch: dict) -> tuple[Any, int]:
     keep = torch.nonzero(targets != IGNORE_INDEX).squeeze(-1)
     n_trained = int(keep.numel())
     cu = batch["cu_seqlens"].to(device)
-    out = model(
-        input_ids=input_ids,
-        position_ids=batch["position_ids"].to(device),
-        use_cache=False,
-        logits_to_keep=keep,
-        # The flash-attention convention; transformers' sdpa path ignores these.
-        cu_seq_lens_q=cu,
-        cu_seq_lens_k=cu,
-        max_length_q=int(batch["max_seqlen"]),
-        max_length_k=int(batch["max_seqlen"]),
-    )
-    logits = out.logits[0].float()
+    head = plain_head(model) if chunked else None
+    with head_hidden_states(head) if head is not None else nullcontext():
+        out = model(
+            input_ids=input_ids,
+            position_ids=batch["position_ids"].to(device),
+            use_cache=False,
+            logits_to_keep=keep,
+            # The flash-attention convention; transformers' sdpa path ignores these.
+            cu_seq_lens_q=cu,
+            cu_seq_lens_k=cu,
+            max_length_q=int(batch["max_seqlen"]),
+            max_length_k=int(batch["max_seqlen"]),
+        )
     if n_trained == 0:
         # Keep the graph connected so backward() works, but contribute nothing.
-        return logits.sum() * 0.0, 0
+        return out.logits.float().sum() * 0.0, 0
+    if head is not None:  # out.logits holds the head's input: hidden states at `keep`
+        return chunked_linear_cross_entropy(out.logits[0], head.weight, targets[keep]), n_trained
+    logits = out.logits[0].float()
     loss_sum = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
     return loss_sum, n_trained
 

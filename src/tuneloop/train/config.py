@@ -97,11 +97,13 @@ class TrainingSettings(_Strict):
     batch_size: int = Field(8, gt=0, description="Examples per micro-batch per process.")
     gradient_accumulation: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     max_tokens_per_batch: int | None = Field(
-        None, gt=0, description="Cap on tokens in one packed micro-batch (None = no cap)."
+        None, gt=0, description="Cap on tokens in one packed micro-batch (None = no cap): bounds "
+        "activation memory, which grows with the tokens of a micro-batch."
     )
     seed: int = Field(0, description="Seed for init, dropout and data order.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on capable GPUs, fp32 on CPU."
+        "auto", description="auto: bf16 on GPUs and CPUs with native bf16 (AVX512-BF16/AMX), "
+        "else fp32. bf16 is autocast over fp32 master weights and optimizer state."
     )
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on only when estimated memory exceeds free GPU memory."

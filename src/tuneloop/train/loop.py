@@ -273,6 +273,12 @@ def _start_run_dir(run: Run, trackers: list[str], started: float) -> None:
         "eval_examples": len(data.eval),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
+    if run.main:  # MFU: FLOPs per token and the device's peak (train/flops.py)
+        from tuneloop.train.flops import run_figures
+
+        run.info.update(run_figures(run.model, run.lengths, config.method, run.accelerator.device,
+                                    run.accelerator.mixed_precision))
+        run.info.update(train_tokens=0, train_seconds=0.0)
     if run.main:
         rundir.write_config(run.dir, config.to_yaml())
         rundir.write_fingerprint(run.dir, data.fingerprint)
@@ -405,16 +411,32 @@ def _log_window(run: Run, state: TrainState, window: Window, bar: Any, task: Any
     loss_sum, units, *extra_sums = totals.tolist()
     elapsed = max(time.time() - window.t0, 1e-9)
     state.last_train_loss = loss_sum / units if units else float("nan")
+    tokens_per_s = window.real_tokens * run.world / elapsed
+    mfu = _mfu(run, tokens_per_s)
+    if run.main:
+        run.info["train_tokens"] += window.real_tokens * run.world
+        run.info["train_seconds"] += elapsed
     run.metrics.log("train", state.step, loss=state.last_train_loss, lr=state.lr_used,
-                    grad_norm=float(state.grad_norm),
-                    tokens_per_s=window.real_tokens * run.world / elapsed,
+                    grad_norm=float(state.grad_norm), tokens_per_s=tokens_per_s, mfu=mfu,
                     real_token_share=window.real_tokens / max(window.positions, 1),
                     epoch=state.epoch, skipped_steps=state.skipped,
                     fp16_overflows=state.overflows,
                     **{n: s / units if units else float("nan")
                        for n, s in zip(names, extra_sums, strict=True)})
     if bar:
-        bar.update(task, info=f"loss {state.last_train_loss:.4f}")
+        util = f" · MFU {mfu:.0%}" if mfu is not None else ""
+        bar.update(task, info=f"loss {state.last_train_loss:.4f} · {tokens_per_s:.0f} tok/s{util}")
+
+
+def _mfu(run: Run, tokens_per_s: float) -> float | None:
+    """Model-FLOPs utilisation of this process's device (train/flops.py); None off the main."""
+    from tuneloop.train.flops import mfu
+
+    info = run.info
+    if "flops_per_token" not in info:
+        return None
+    # tokens/s counts every process; each process has its own device with its own peak.
+    return mfu(tokens_per_s / run.world, info["flops_per_token"], info["peak_flops"])
 
 
 # ------------------------------------------------------------------------- evaluate and save
@@ -585,6 +607,9 @@ def _finish(run: Run, state: TrainState, trackers: list[str], started: float) ->
         "skipped_steps": state.skipped, "fp16_overflows": state.overflows,
         "resumed_from": state.resumed_from, "seconds": round(time.time() - started, 2),
     })
+    if run.main and run.info.get("train_seconds"):  # the whole run's real tokens/s and MFU
+        tps = run.info["train_tokens"] / run.info["train_seconds"]
+        run.info.update(tokens_per_s=round(tps, 2), mfu=_mfu(run, tps))
     if run.main:
         rundir.write_run_info(run.dir, run.info)
         setup.record_in_index(run.dir.path, run.config, run.info)

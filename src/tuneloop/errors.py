@@ -56,3 +56,10 @@ class EvalError(TuneloopError):
 
 class ServeError(TuneloopError):
     """A server that refuses to start (unsafe bind, bad options)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped on request (SIGTERM); resumable with --resume. Exit 143 = 128 + SIGTERM,
+    the code schedulers and shells expect from a process that ended on SIGTERM."""
+
+    exit_code = 143

@@ -103,7 +103,10 @@ def write_config(path: Path, model: Path, data: Path, **sections) -> Path:
         "logging": {"interval": 1, "report_to": [], "progress": False},
     }
     for key, value in sections.items():
-        cfg[key] = {**cfg[key], **value} if isinstance(cfg.get(key), dict) else value
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = {**cfg[key], **value} if isinstance(cfg.get(key), dict) else value
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
 

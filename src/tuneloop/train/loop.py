@@ -216,8 +216,11 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
             _evaluate(run, state, bar=None)
         return _finish(run, state, trackers, started)
     except BaseException as exc:
-        _record_failure(run, state, exc)
-        raise
+        err = _peer_failure(run, state, exc)
+        _record_failure(run, state, err)
+        if err is exc:
+            raise
+        raise err from exc
     finally:
         signals.restore()
 
@@ -653,6 +656,21 @@ def _stop_on_signal(run: Run, state: TrainState, name: str | None, bar: Any) -> 
         where=str(run.dir.path),
         fix="run the same command with --resume to continue" if latest
             else "set save.interval so a stopped run can resume")
+
+
+def _peer_failure(run: Run, state: TrainState, exc: BaseException) -> BaseException:
+    """A collective that failed because another process died (killed, out of memory) is not a
+    bug in this one: say so, and how to continue (R27)."""
+    if run.world == 1 or not isinstance(exc, RuntimeError):
+        return exc
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    latest = ckpt.find_latest_complete(run.dir.checkpoints) if run.main else None
+    return TrainingError(
+        f"another training process stopped during step {state.step + 1} ({first[:200]})"
+        + (f"; checkpoint {latest.name} is intact" if latest else ""),
+        where=str(run.dir.path),
+        fix="check the other processes' logs (killed? out of memory?), then relaunch the same "
+            "command with --resume")
 
 
 def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:

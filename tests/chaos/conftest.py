@@ -71,7 +71,7 @@ class Launcher:
             self.proc.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def launcher(tmp_path_factory):
     lau = Launcher(tmp_path_factory.mktemp("chaos-home"))
     yield lau

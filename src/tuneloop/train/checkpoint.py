@@ -20,7 +20,6 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,13 +108,11 @@ def save_checkpoint(
     scheduler: dict[str, Any],
     rng: dict[str, Any],
     state: dict[str, Any],
-    during_save: Callable[[int, Path], None] | None = None,
 ) -> Path:
     """Write `root/step-N` atomically; CheckpointError (previous ones intact) if a write fails.
 
-    `during_save(step, tmp_dir)` is called half-way (weights written, optimizer state not yet):
-    tests kill the process there to prove a partial save is never resumed from (R3).
-    """
+    On any failure the partial `.tmp-step-N-PID` directory is removed; a full disk is named as
+    such, with the size needed and the step still intact (R4)."""
     import torch
     from safetensors.torch import save_file
 
@@ -130,8 +127,6 @@ def save_checkpoint(
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _fsync_file(tmp / "model.safetensors")
-        if during_save is not None:
-            during_save(step, tmp)
         torch.save(optimizer, tmp / "optimizer.pt")
         _fsync_file(tmp / "optimizer.pt")
         torch.save(scheduler, tmp / "scheduler.pt")

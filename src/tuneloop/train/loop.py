@@ -48,9 +48,8 @@ from tuneloop.train.objectives import (
 class TrainHooks:
     """Behaviour a caller adds to the loop (all optional).
 
-    after_step(step): right after optimizer step `step` (before its metrics are logged).
-    during_save(step, tmp_dir): half-way through writing checkpoint `step` (weights written,
-        optimizer state not yet); tests SIGKILL there to prove R3.
+    after_step(step): right after optimizer step `step` (before its metrics are logged); used
+        to time steps (benchmarks, the run-time planner) and by tests to stop at an exact step.
     evaluate_checkpoint(model, tokenizer, renderer) -> {name: pass rate}: run at every save on
         the unwrapped model (every process); each score is logged as a `suite` row and, with
         eval.best_metric: suite, their mean picks the best checkpoint. `tuneloop train` wires the
@@ -58,7 +57,6 @@ class TrainHooks:
     """
 
     after_step: Callable[[int], None] | None = None
-    during_save: Callable[[int, Path], None] | None = None
     evaluate_checkpoint: Callable[[Any, Any, Any], dict[str, float]] | None = None
 
 
@@ -520,7 +518,7 @@ def _write_checkpoint(run: Run, step: int, saved: dict) -> Path:
             outcome[0] = str(ckpt.save_checkpoint(
                 run.dir.checkpoints, step, weights=weights,
                 optimizer=optimizer, scheduler=run.scheduler.state_dict(),
-                rng={"ranks": rngs}, state=saved, during_save=run.hooks.during_save))
+                rng={"ranks": rngs}, state=saved))
         except CheckpointError as exc:
             outcome[0] = exc
         except Exception as exc:  # other ranks must learn of it too, or they wait forever

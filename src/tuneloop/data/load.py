@@ -349,8 +349,8 @@ def _read_parquet(path: Path, info: FileInfo) -> Iterator[_Row]:
     index = 0
     batches = pfile.iter_batches(batch_size=4096)
     while True:
-        try:  # a corrupt page only shows when its batch is decoded
-            batch = next(batches)
+        try:  # a corrupt page (or invalid UTF-8 in a string column) shows only when decoded
+            rows = next(batches).to_pylist()
         except StopIteration:
             return
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken page
@@ -358,7 +358,7 @@ def _read_parquet(path: Path, info: FileInfo) -> Iterator[_Row]:
             raise DataError(f"cannot read Parquet file after row {index}: {first}",
                             where=str(path),
                             fix="re-export the file; it is truncated or corrupt") from None
-        for row in batch.to_pylist():
+        for row in rows:
             index += 1
             yield index, _dump(row), row, None
 

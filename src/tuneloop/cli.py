@@ -6,6 +6,7 @@ message on stderr and a non-zero exit (`--debug` shows the traceback instead).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -64,7 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Exception as exc:  # not a user error: still one message, the traceback on --debug
+        if debug:
+            raise
+        click.secho(f"error: {_unexpected(exc)}", fg="red", err=True)
+        return 1
     return rc if isinstance(rc, int) else 0
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line for an exception that is not a TuneloopError (a full disk, a library bug)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"no space left on device writing {exc.filename or 'a file'}\n"
+                "  fix: free disk space, then run the command again (train: with --resume)")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f"unexpected {type(exc).__name__}: {first}\n"
+            "  fix: this is likely a bug; run again with --debug for the traceback and report it")
 
 
 if __name__ == "__main__":

@@ -60,3 +60,10 @@ class ServeError(TuneloopError):
 
 class ExportError(TuneloopError):
     """An export that cannot be made, or whose result failed its own check (exit 1)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped on request (SIGTERM); resumable with --resume. Exit 143 = 128 + SIGTERM,
+    the code schedulers and shells expect from a process that ended on SIGTERM."""
+
+    exit_code = 143

@@ -382,8 +382,18 @@ def _read_parquet(path: Path, info: FileInfo) -> Iterator[_Row]:
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
         raise DataError(f"cannot read Parquet file: {exc}", where=str(path)) from None
     index = 0
-    for batch in pfile.iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
+    batches = pfile.iter_batches(batch_size=4096)
+    while True:
+        try:  # a corrupt page (or invalid UTF-8 in a string column) shows only when decoded
+            rows = next(batches).to_pylist()
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken page
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"cannot read Parquet file after row {index}: {first}",
+                            where=str(path),
+                            fix="re-export the file; it is truncated or corrupt") from None
+        for row in rows:
             index += 1
             yield index, _dump(row), row, None
 

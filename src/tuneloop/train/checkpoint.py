@@ -14,12 +14,12 @@ previous checkpoints untouched because rotation runs only after the new one is c
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,13 +108,11 @@ def save_checkpoint(
     scheduler: dict[str, Any],
     rng: dict[str, Any],
     state: dict[str, Any],
-    during_save: Callable[[int, Path], None] | None = None,
 ) -> Path:
     """Write `root/step-N` atomically; CheckpointError (previous ones intact) if a write fails.
 
-    `during_save(step, tmp_dir)` is called half-way (weights written, optimizer state not yet):
-    tests kill the process there to prove a partial save is never resumed from (R3).
-    """
+    On any failure the partial `.tmp-step-N-PID` directory is removed; a full disk is named as
+    such, with the size needed and the step still intact (R4)."""
     import torch
     from safetensors.torch import save_file
 
@@ -129,8 +127,6 @@ def save_checkpoint(
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _fsync_file(tmp / "model.safetensors")
-        if during_save is not None:
-            during_save(step, tmp)
         torch.save(optimizer, tmp / "optimizer.pt")
         _fsync_file(tmp / "optimizer.pt")
         torch.save(scheduler, tmp / "scheduler.pt")
@@ -150,14 +146,121 @@ def save_checkpoint(
         else:
             os.rename(tmp, final)
         _fsync_dir(root)
-    except OSError as exc:
+    except BaseException as exc:
+        # Whatever stopped the write (full disk, Ctrl-C, a library error), the partial
+        # directory is ours: measure what was left, then remove it so it frees its space (R4).
+        written = _dir_bytes(tmp)
+        free = _free_bytes(root)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(
-            f"could not write checkpoint step {step}: {exc.strerror or exc}",
-            where=str(final),
-            fix="free disk space / check permissions; earlier checkpoints were left intact",
-        ) from exc
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt / SystemExit: the caller records the interruption
+        needed = estimate_bytes(root, weights, optimizer)
+        if _is_disk_full(exc, free, needed - written):
+            raise CheckpointError(
+                f"No space left on {describe_device(root)} while saving step {step} (needs ≈ "
+                f"{_mb(needed)} MB; {_intact(root)}; free space and run with --resume)",
+                where=str(final),
+                fix="free disk space (or point --output-dir at a larger disk) and run the same "
+                    "command with --resume",
+            ) from exc
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"could not write checkpoint step {step}: {exc.strerror or exc}; {_intact(root)}",
+                where=str(final),
+                fix="check the permissions and the disk of the run directory, then run with "
+                    "--resume",
+            ) from exc
+        raise
     return final
+
+
+# ---------------------------------------------------------------------------- disk space (R4)
+
+# A checkpoint's files beyond its tensors (JSON, pickle framing, safetensors header).
+_OVERHEAD = 64 * 1024
+
+
+def _mb(n: int) -> str:
+    return f"{max(n, 0) / 1e6:.1f}"
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor inside nested dicts/lists (a state_dict)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _dir_bytes(path: Path) -> int:
+    """Bytes of the files directly inside `path` (0 if it is missing)."""
+    try:
+        return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+    except OSError:
+        return 0
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return -1  # unknown
+
+
+def estimate_bytes(root: Path, weights: dict[str, Any], optimizer: dict[str, Any]) -> int:
+    """The size the next checkpoint will take: the newest complete one's, else its tensors'."""
+    ckpts = [p for p in list_checkpoints(root) if is_complete(p)]
+    if ckpts:
+        return _dir_bytes(ckpts[-1])
+    return _tensor_bytes(weights) + _tensor_bytes(optimizer) + _OVERHEAD
+
+
+def describe_device(path: Path) -> str:
+    """`tmpfs at /mnt/small`: the filesystem that holds `path` (its mount point)."""
+    path = Path(path).resolve()
+    mount = path
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    source = ""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 2 and parts[1] == str(mount):
+                    source = parts[0]  # the last line for a mount point is the one in effect
+    except OSError:
+        pass
+    return f"{source} at {mount}" if source else str(mount)
+
+
+def _is_disk_full(exc: BaseException, free: int, remaining: int) -> bool:
+    """ENOSPC, or a library error (torch.save's "unexpected pos"/"enforce fail", safetensors)
+    raised while the filesystem had less room than the rest of the checkpoint needs."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return 0 <= free < max(remaining, 0) + _OVERHEAD
+
+
+def _intact(root: Path) -> str:
+    done = [p for p in list_checkpoints(root) if is_complete(p)]
+    return f"step {checkpoint_step(done[-1])} is intact" if done else "no earlier checkpoint"
+
+
+def check_space(root: Path, weights: dict[str, Any], optimizer: dict[str, Any]) -> str | None:
+    """A warning when the next checkpoint will likely not fit on the disk of `root`, else None."""
+    root = Path(root)
+    probe = root if root.exists() else root.parent
+    free = _free_bytes(probe)
+    needed = estimate_bytes(root, weights, optimizer)
+    if 0 <= free < needed:
+        return (f"the next checkpoint needs ≈ {_mb(needed)} MB and {describe_device(probe)} has "
+                f"{_mb(free)} MB free; the save will fail unless space is freed")
+    return None
 
 
 def _remove_stale_tmp(root: Path) -> None:

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop import rundir
-from tuneloop.errors import CheckpointError, ConfigError, TrainingError, TuneloopError
+from tuneloop.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingError,
+    TrainingInterrupted,
+    TuneloopError,
+)
 from tuneloop.progress import optional_progress
 from tuneloop.train import checkpoint as ckpt
 from tuneloop.train import setup
@@ -42,9 +48,8 @@ from tuneloop.train.objectives import (
 class TrainHooks:
     """Behaviour a caller adds to the loop (all optional).
 
-    after_step(step): right after optimizer step `step` (before its metrics are logged).
-    during_save(step, tmp_dir): half-way through writing checkpoint `step` (weights written,
-        optimizer state not yet); tests SIGKILL there to prove R3.
+    after_step(step): right after optimizer step `step` (before its metrics are logged); used
+        to time steps (benchmarks, the run-time planner) and by tests to stop at an exact step.
     evaluate_checkpoint(model, tokenizer, renderer) -> {name: pass rate}: run at every save on
         the unwrapped model (every process); each score is logged as a `suite` row and, with
         eval.best_metric: suite, their mean picks the best checkpoint. `tuneloop train` wires the
@@ -52,7 +57,6 @@ class TrainHooks:
     """
 
     after_step: Callable[[int], None] | None = None
-    during_save: Callable[[int, Path], None] | None = None
     evaluate_checkpoint: Callable[[Any, Any, Any], dict[str, float]] | None = None
 
 
@@ -180,15 +184,12 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     run = _build(config, accelerator, run_dir, hooks, resume, progress)
     _start_run_dir(run, trackers, started)
     state = TrainState(first_bad=_zero(run, "long"), grad_norm=_zero(run))
-    if resume:
-        _resume(run, state, force=force_resume or config.resume.force)
-    if run.main:
-        rundir.write_run_info(run.dir, run.info)
-    if config.eval.at_start and not resume:
-        _evaluate(run, state, bar=None)  # step 0: the base model's loss, the number to beat
-        state.best.eval_loss, state.bad_evals = None, 0  # the baseline is not a checkpoint
-    window = _new_window(run)
+    # From here on every way out ends the run honestly: run.json + index say completed, failed
+    # or interrupted, with the step and the reason (R4, R8); SIGTERM stops after a step.
+    signals = _Signals().install()
     try:
+        _begin(run, state, resume=resume, force_resume=force_resume)
+        window = _new_window(run)
         with optional_progress(run.show, "train") as bar:
             task = bar.add_task("train", total=run.total_steps, completed=state.step,
                                 info="") if bar else None
@@ -206,13 +207,32 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
                     _save(run, state, bar)
                 if bar:
                     bar.update(task, completed=state.step)
+                if signals.stop_requested(run):
+                    _stop_on_signal(run, state, signals.name, bar)
         _check_finite(run, state)
         if run.data.eval and state.last_eval_step != state.step:
             _evaluate(run, state, bar=None)
-    except (TuneloopError, KeyboardInterrupt) as exc:
-        _record_failure(run, state, exc)
-        raise
-    return _finish(run, state, trackers, started)
+        return _finish(run, state, trackers, started)
+    except BaseException as exc:
+        err = _peer_failure(run, state, exc)
+        _record_failure(run, state, err)
+        if err is exc:
+            raise
+        raise err from exc
+    finally:
+        signals.restore()
+
+
+def _begin(run: Run, state: TrainState, *, resume: bool, force_resume: bool) -> None:
+    """Resume if asked, write run.json (running), evaluate the base model if configured."""
+    config = run.config
+    if resume:
+        _resume(run, state, force=force_resume or config.resume.force)
+    if run.main:
+        rundir.write_run_info(run.dir, run.info)
+    if config.eval.at_start and not resume:
+        _evaluate(run, state, bar=None)  # step 0: the base model's loss, the number to beat
+        state.best.eval_loss, state.bad_evals = None, 0  # the baseline is not a checkpoint
 
 
 # ------------------------------------------------------------------------------------- setup
@@ -515,17 +535,38 @@ def _write_checkpoint(run: Run, step: int, saved: dict) -> Path:
     if run.main:
         try:
             weights = _trainable(acc.unwrap_model(run.model, keep_torch_compile=False))
+            optimizer = run.optimizer.state_dict()
+            _warn_if_no_space(run, step, weights, optimizer)
             outcome[0] = str(ckpt.save_checkpoint(
                 run.dir.checkpoints, step, weights=weights,
-                optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
-                rng={"ranks": rngs}, state=saved, during_save=run.hooks.during_save))
+                optimizer=optimizer, scheduler=run.scheduler.state_dict(),
+                rng={"ranks": rngs}, state=saved))
         except CheckpointError as exc:
             outcome[0] = exc
+        except Exception as exc:  # other ranks must learn of it too, or they wait forever
+            if run.world == 1:
+                raise
+            outcome[0] = CheckpointError(f"could not write checkpoint step {step}: "
+                                         f"{type(exc).__name__}: {exc}")
     if run.world > 1:
         broadcast_object_list(outcome, from_process=0)
     if isinstance(outcome[0], Exception):
         raise outcome[0]
     return Path(outcome[0])
+
+
+def _warn_if_no_space(run: Run, step: int, weights: dict, optimizer: dict) -> None:
+    """Say before a save that it will likely not fit on the disk (R4); the save still tries."""
+    warning = ckpt.check_space(run.dir.checkpoints, weights, optimizer)
+    if warning is None:
+        return
+    import sys
+
+    print(f"warning: step {step}: {warning}", file=sys.stderr)
+    try:
+        run.metrics.log("disk_space", step, warning=warning)
+    except OSError:
+        pass  # the disk is full already; the save below reports it
 
 
 def _resume(run: Run, state: TrainState, *, force: bool) -> None:
@@ -580,13 +621,118 @@ def _resume(run: Run, state: TrainState, *, force: bool) -> None:
 # ------------------------------------------------------------------------------------ finish
 
 
+class _Signals:
+    """SIGTERM (what cluster schedulers send before a kill) asks the loop to stop after the
+    current step: it saves a checkpoint if saving is configured and exits resumable. SIGINT
+    keeps Python's KeyboardInterrupt. Handlers are restored on exit; outside the main thread
+    (where signals cannot be caught) nothing is installed."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._installed = False
+        self._previous: Any = None
+
+    def install(self) -> _Signals:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+            self._installed = True
+        return self
+
+    def restore(self) -> None:
+        import signal
+
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+            self._installed = False
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.name = "SIGTERM"
+
+    def stop_requested(self, run: Run) -> bool:
+        """True on every process once any process got the signal (one reduce per step, DDP)."""
+        if run.world == 1:
+            return self.name is not None
+        flag = _zero(run)
+        flag += float(self.name is not None)
+        if run.accelerator.reduce(flag, reduction="sum").item() > 0:
+            self.name = self.name or "SIGTERM"
+            return True
+        return False
+
+
+def _stop_on_signal(run: Run, state: TrainState, name: str | None, bar: Any) -> None:
+    """Save the finished step (if saving is configured) and raise TrainingInterrupted."""
+    interval = run.config.save.interval
+    if interval and state.step % interval != 0:  # not saved by the loop already
+        _save(run, state, bar)
+    latest = ckpt.find_latest_complete(run.dir.checkpoints) if run.main else None
+    where = (f"checkpoint {latest.name} holds step {ckpt.checkpoint_step(latest)}" if latest
+             else "no checkpoint was saved (save.interval is 0)")
+    raise TrainingInterrupted(
+        f"stopped by {name} after step {state.step}; {where}",
+        where=str(run.dir.path),
+        fix="run the same command with --resume to continue" if latest
+            else "set save.interval so a stopped run can resume")
+
+
+def _peer_failure(run: Run, state: TrainState, exc: BaseException) -> BaseException:
+    """A collective that failed because another process died (killed, out of memory) is not a
+    bug in this one: say so, and how to continue (R27)."""
+    if run.world == 1 or not isinstance(exc, RuntimeError):
+        return exc
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    latest = ckpt.find_latest_complete(run.dir.checkpoints) if run.main else None
+    return TrainingError(
+        f"another training process stopped during step {state.step + 1} ({first[:200]})"
+        + (f"; checkpoint {latest.name} is intact" if latest else ""),
+        where=str(run.dir.path),
+        fix="check the other processes' logs (killed? out of memory?), then relaunch the same "
+            "command with --resume")
+
+
 def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:
-    failed = isinstance(exc, TuneloopError)
-    run.info.update({"status": "failed" if failed else "interrupted", "steps": state.step,
-                     "error": exc.what if failed else "interrupted (Ctrl-C)"})
-    if run.main:
+    """run.json + index row: failed or interrupted, with the reason and the step (R4, R8).
+
+    Never raises (the original error is what the user must see); our partial checkpoint
+    directories are gone by now (save_checkpoint removes its own on any exception)."""
+    if isinstance(exc, TrainingInterrupted):
+        status, reason = "interrupted", exc.what
+    elif isinstance(exc, TuneloopError):
+        status, reason = "failed", exc.what
+    elif isinstance(exc, KeyboardInterrupt):
+        status, reason = "interrupted", f"interrupted (Ctrl-C / SIGINT) at step {state.step}"
+    elif isinstance(exc, SystemExit):
+        status, reason = "interrupted", f"exited ({exc.code}) at step {state.step}"
+    else:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        status, reason = "failed", f"{type(exc).__name__}: {first}".rstrip(": ")
+    run.info.update({"status": status, "steps": state.step, "failed_at_step": state.step,
+                     "error": reason})
+    if not run.main:
+        return
+    try:
+        _remove_own_partials(run)
         rundir.write_run_info(run.dir, run.info)
         setup.record_in_index(run.dir.path, run.config, run.info)
+    except Exception as record_exc:  # noqa: BLE001 - a full disk can refuse even this; keep the cause
+        import sys
+
+        print(f"warning: could not record the {status} status in {run.dir.run_info}: "
+              f"{record_exc}", file=sys.stderr)
+
+
+def _remove_own_partials(run: Run) -> None:
+    import os
+    import shutil
+
+    root = run.dir.checkpoints
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith(ckpt.TMP_PREFIX) and p.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _finish(run: Run, state: TrainState, trackers: list[str], started: float) -> TrainResult:

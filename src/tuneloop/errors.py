@@ -56,3 +56,7 @@ class EvalError(TuneloopError):
 
 class ServeError(TuneloopError):
     """A server that refuses to start (unsafe bind, bad options)."""
+
+
+class ExportError(TuneloopError):
+    """An export that cannot be made, or whose result failed its own check (exit 1)."""

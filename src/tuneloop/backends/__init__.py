@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneloop.backends.base import Generator, Messages
+from tuneloop.backends.base import Generator, Messages, Scored, TokenChoice, scored_generate
 from tuneloop.backends.cache import CachedGenerator
 from tuneloop.backends.local import LocalGenerator
 from tuneloop.backends.openai_compat import OpenAIGenerator
@@ -77,4 +77,5 @@ def make_generator(spec: str | dict[str, Any]) -> Generator:
     return gen
 
 
-__all__ = ["GenParams", "Generator", "Messages", "make_generator", "parse_spec"]
+__all__ = ["GenParams", "Generator", "Messages", "Scored", "TokenChoice", "make_generator",
+           "parse_spec", "scored_generate"]

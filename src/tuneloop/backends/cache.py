@@ -9,7 +9,14 @@ import threading
 import time
 from pathlib import Path
 
-from tuneloop.backends.base import Generator, GenParams, Messages
+from tuneloop.backends.base import (
+    Generator,
+    GenParams,
+    Messages,
+    Scored,
+    TokenChoice,
+    scored_generate,
+)
 from tuneloop.workspace import workspace_home
 
 
@@ -81,6 +88,7 @@ class CachedGenerator:
     def __init__(self, inner: Generator, path: Path | str | None = None):
         self.inner = inner
         self.name = inner.name
+        self.continues_prefix = bool(getattr(inner, "continues_prefix", False))
         self.cache = GenerationCache(path)
         self.hits = 0
         self.misses = 0
@@ -102,3 +110,35 @@ class CachedGenerator:
             self.cache.put_many(self.name, fresh)
             found.update(fresh)
         return [found[k] for k in keys]
+
+    def generate_scored(self, prompts: list[Messages], params: GenParams,
+                        top_logprobs: int) -> list[Scored]:
+        """Scored completions, cached like text ones (keyed also by `top_logprobs`)."""
+        ident = f"{self.name}|top_logprobs={top_logprobs}"
+        keys = [cache_key(ident, p, params) for p in prompts]
+        found = {k: _scored_from_json(v) for k, v in self.cache.get_many(keys).items()}
+        todo: dict[str, Messages] = {}
+        for key, prompt in zip(keys, prompts):
+            if key not in found and key not in todo:
+                todo[key] = prompt
+        self.hits += sum(1 for k in keys if k in found)
+        self.misses += len(todo)
+        if todo:
+            outputs = scored_generate(self.inner, list(todo.values()), params, top_logprobs)
+            fresh = dict(zip(todo.keys(), outputs))
+            self.cache.put_many(self.name, {k: _scored_to_json(v) for k, v in fresh.items()})
+            found.update(fresh)
+        return [found[k] for k in keys]
+
+
+def _scored_to_json(s: Scored) -> str:
+    tokens = None if s.tokens is None else [[t.token, t.logprob, [list(a) for a in t.top]]
+                                             for t in s.tokens]
+    return json.dumps({"text": s.text, "tokens": tokens}, ensure_ascii=False)
+
+
+def _scored_from_json(raw: str) -> Scored:
+    data = json.loads(raw)
+    tokens = None if data["tokens"] is None else tuple(
+        TokenChoice(tok, lp, tuple((a, b) for a, b in top)) for tok, lp, top in data["tokens"])
+    return Scored(data["text"], tokens)

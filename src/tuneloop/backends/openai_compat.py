@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from tuneloop.backends.base import GenParams, Messages
+from tuneloop.backends.base import GenParams, Messages, Scored, TokenChoice
 from tuneloop.errors import ModelError
 
 
@@ -41,10 +42,23 @@ class OpenAIGenerator:
         )
 
     def _one(self, messages: Messages, params: GenParams) -> str:
+        return self._call(messages, params, None).choices[0].message.content or ""
+
+    def _scored(self, messages: Messages, params: GenParams, top: int) -> Scored:
+        choice = self._call(messages, params, top).choices[0]
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+        tokens = None if not content else tuple(
+            TokenChoice(t.token, t.logprob,
+                        tuple((a.token, a.logprob) for a in (t.top_logprobs or ())))
+            for t in content)
+        return Scored(choice.message.content or "", tokens)
+
+    def _call(self, messages: Messages, params: GenParams, top: int | None) -> Any:
         import openai
 
+        extra: dict[str, Any] = {} if top is None else {"logprobs": True, "top_logprobs": top}
         try:
-            resp = self._client.chat.completions.create(
+            return self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=params.max_tokens,
@@ -52,6 +66,7 @@ class OpenAIGenerator:
                 top_p=params.top_p,
                 seed=params.seed,
                 stop=list(params.stop) or None,
+                **extra,
             )
         except openai.AuthenticationError as exc:
             raise ModelError(
@@ -71,7 +86,6 @@ class OpenAIGenerator:
                 where=self.base_url,
                 fix="check the URL (it usually ends in /v1) and that the server is running",
             ) from exc
-        return resp.choices[0].message.content or ""
 
     def generate(self, prompts: list[Messages], params: GenParams) -> list[str]:
         """One chat completion per prompt, at most `max_concurrency` requests in flight."""
@@ -79,3 +93,11 @@ class OpenAIGenerator:
             return []
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
             return list(pool.map(lambda m: self._one(m, params), prompts))
+
+    def generate_scored(self, prompts: list[Messages], params: GenParams,
+                        top_logprobs: int) -> list[Scored]:
+        """Chat completions asking for `logprobs` + `top_logprobs`; tokens None if not given."""
+        if not prompts:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+            return list(pool.map(lambda m: self._scored(m, params, top_logprobs), prompts))

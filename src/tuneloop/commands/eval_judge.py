@@ -10,13 +10,19 @@ from tuneloop.commands.eval import eval_group
 @click.command("judge")
 @click.option("--questions", "questions_path", required=True, type=click.Path(dir_okay=False),
               help='JSONL rows {"id", "question" | "turns": [...], "reference"?, "category"?}.')
-@click.option("--model", "models", multiple=True, required=True,
-              help="Model to answer (ref or openai:URL#model); repeat for several.")
+@click.option("--model", "models", multiple=True,
+              help="Model to answer (ref or openai:URL#model); repeat for several. With "
+                   "--answers: a model_id from those files (judged, not generated).")
+@click.option("--answers", "answer_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Existing answers to judge (no generation): FastChat model-answer JSONL "
+                   "({question_id, model_id, choices[0].turns}) or tuneloop's answers.jsonl; "
+                   "repeatable. Without --model, every model in them is judged.")
 @click.option("--judge", "judge", required=True, help="Judge model: ref or openai:URL#model.")
 @click.option("--mode", type=click.Choice(["single", "pairwise"]), default="single",
               show_default=True)
 @click.option("--reference", "reference_path", type=click.Path(dir_okay=False), default=None,
-              help='JSONL rows {"id", "reference": str | [...]} for reference-guided grading.')
+              help='Reference answers: JSONL rows {"id", "reference": str | [...]} or FastChat '
+                   'reference-answer rows ({question_id, choices[0].turns}).')
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: <home>/evals/judge-<time>).")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1),
@@ -25,9 +31,19 @@ from tuneloop.commands.eval import eval_group
 @click.option("--prompts", "prompt_dir", type=click.Path(file_okay=False, exists=True),
               default=None, help="Directory of judge prompt YAML files overriding the shipped ones.")
 @click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
-def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: str,
+@click.option("--scoring", type=click.Choice(["auto", "parse"]), default="auto",
+              show_default=True,
+              help="auto: verdicts from the judge's token probabilities where it reports them "
+                   "(local judges; servers answering top_logprobs), else parsed; parse: always "
+                   "parse the [[...]] verdict from the text.")
+@click.option("--no-explanation", "no_explanation", is_flag=True,
+              help="Ask for the verdict alone: the judge continues 'Rating: [[' / 'Verdict: [[' "
+                   "(fast; the probabilities are read at that first token).")
+def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[str, ...],
+              judge: str, mode: str,
               reference_path: str | None, out_dir: str | None, max_tokens: int,
-              judge_max_tokens: int, prompt_dir: str | None, seed: int) -> None:
+              judge_max_tokens: int, prompt_dir: str | None, seed: int, scoring: str,
+              no_explanation: bool) -> None:
     """Answer QUESTIONS with each --model and grade the answers with --judge.
 
     single: a 1-10 [[rating]] per answer, mean with a bootstrap 95% CI. pairwise: every pair of
@@ -42,7 +58,16 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.backends import GenParams
-    from tuneloop.eval.judge import load_questions, load_references, run_judge, summary_table
+    from tuneloop.errors import UsageError
+    from tuneloop.eval.judge import (
+        answers_for,
+        load_answers,
+        load_questions,
+        load_references,
+        run_judge,
+        summary_table,
+        summary_warnings,
+    )
     from tuneloop.workspace import workspace_home
 
     questions = load_questions(questions_path)
@@ -50,16 +75,31 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
         refs = load_references(reference_path)
         for q in questions:
             q.reference = refs.get(q.id, q.reference)
+    given: dict[str, dict[str, list[str]]] = {}
+    for path in answer_paths:
+        for model_id, rows in load_answers(path).items():
+            given.setdefault(model_id, {}).update(rows)
+    if not models and not given:
+        raise UsageError("no model to judge", fix="pass --model (to generate answers) or "
+                         "--answers FILE (to judge existing ones)")
+    models = models or tuple(given)
+    answers = {m: answers_for(questions, given[m], m) for m in models if m in given}
     out = Path(out_dir) if out_dir else (
         workspace_home() / "evals" / f"judge-{time.strftime('%Y%m%d-%H%M%S')}")
     run = run_judge(questions, list(models), judge, mode=mode, out_dir=out,
                     answer_params=GenParams(max_tokens=max_tokens),
                     judge_params=GenParams(max_tokens=judge_max_tokens),
-                    prompt_dir=prompt_dir, seed=seed)
+                    prompt_dir=prompt_dir, seed=seed, scoring=scoring, answers=answers,
+                    explanation=not no_explanation)
     _record(run.summary, out)
     console = Console()
     console.print(summary_table(run.summary))
+    for warning in summary_warnings(run.summary):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     s = run.summary
+    m = s["verdicts_by_method"]
+    console.print(f"{m['probability']} verdicts from the judge's token probabilities, "
+                  f"{m['parsed']} parsed from its text.")
     console.print(f"{s['unparseable_outputs']} of {s['judge_outputs']} judge outputs were "
                   f"unparseable (excluded, not scored). Written to {out}")
 
@@ -67,21 +107,29 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], judge: str, mode: st
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.eval.judge_selfpref import run_dir_of_spec
     from tuneloop.index import record_eval
 
     name = f"judge-{summary['mode']}"
+    warn = {w["model"]: w for w in summary.get("self_preference") or []}
     for r in summary["results"]:
         if summary["mode"] == "single":
-            record_eval(model_ref=summary["models"][r["model"]], kind="judge", name=name,
+            spec = summary["models"][r["model"]]
+            record_eval(model_ref=spec, kind="judge", name=name, run_dir=run_dir_of_spec(spec),
                         score=r["mean"], n=r["n"], details_path=out / "summary.json",
                         extra={"judge": summary["judge"], "unparseable": r["unparseable"],
-                               "ci95": r["ci95"], "mean_answer_words": r["mean_answer_words"]})
+                               "ci95": r["ci95"], "mean_answer_words": r["mean_answer_words"],
+                               "verdicts_by_method": summary["verdicts_by_method"],
+                               "self_preference": warn.get(r["model"])})
         else:
-            record_eval(model_ref=summary["models"][r["model_a"]], kind="judge", name=name,
+            spec = summary["models"][r["model_a"]]
+            record_eval(model_ref=spec, kind="judge", name=name, run_dir=run_dir_of_spec(spec),
                         score=r["win_rate"], n=r["n"], details_path=out / "summary.json",
                         extra={"judge": summary["judge"], "opponent": r["model_b"],
                                "ties": r["ties"], "excluded": r["excluded"],
-                               "flip_rate": r["flip_rate"], "ci95": r["ci95"]})
+                               "flip_rate": r["flip_rate"], "ci95": r["ci95"],
+                               "verdicts_by_method": summary["verdicts_by_method"],
+                               "self_preference": warn.get(r["model_a"])})
 
 
 def register(cli: click.Group) -> None:

@@ -4,6 +4,12 @@ Answers are generated through backends (`make_generator`), judged by another bac
 raw judge output is kept in `judgments.jsonl`. Unparseable verdicts are excluded and counted,
 never scored (R18); pairwise runs both orders and counts disagreement as a tie (R17); mean answer
 length is reported beside every score (R19). Prompts are package data files, editable.
+
+Verdicts come from the judge's token probabilities where the judge backend reports them (the
+local backend always; an OpenAI-compatible server when it answers `top_logprobs`): see
+`judge_probs`. Otherwise the verdict is parsed from the text. Every judgment records which way
+(`method`: probability | parsed | unparseable) and the summary counts them. With
+`explanation=False` the judge is made to continue a verdict prefix (`Rating: [[`) directly.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tuneloop.backends import Generator, GenParams, Messages, make_generator
+from tuneloop.backends import Generator, GenParams, Messages, make_generator, scored_generate
 from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import EvalError
+from tuneloop.eval.judge_probs import PAIR_PREFIX, SINGLE_PREFIX, verdict_distribution
+from tuneloop.eval.judge_selfpref import self_preference
 from tuneloop.eval.judge_stats import (
     PairOutcome,
     combine_pair,
@@ -30,6 +38,9 @@ from tuneloop.eval.judge_stats import (
 
 PROMPT_DIR = "judge_prompts"
 CHUNK = 8  # prompts per backend call: progress updates and bounded memory
+TOP_LOGPROBS = 20  # alternatives asked per token (OpenAI's limit for chat completions)
+NO_EXPLANATION = "\n\nDo not explain. Give only your verdict in the format above."
+SCORING = ("auto", "parse")
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -88,17 +99,93 @@ def load_questions(path: str | Path) -> list[Question]:
     return out
 
 
+def _fastchat_turns(row: dict, where: str) -> list[str] | None:
+    """`choices[0].turns` of a FastChat answer row (model or reference answer), else None."""
+    choices = row.get("choices")
+    if choices is None:
+        return None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise EvalError("'choices' must be a non-empty list of {\"turns\": [...]}", where=where,
+                        fix="use FastChat's answer format: \"choices\": [{\"index\": 0, "
+                        "\"turns\": [\"...\"]}]")
+    return _as_turns(choices[0].get("turns"), where, "choices[0].turns")
+
+
+def _row_id(row: dict, where: str) -> str:
+    qid = row.get("question_id", row.get("id"))
+    if qid is None:
+        raise EvalError("row has no 'question_id' (or 'id')", where=where,
+                        fix='add "question_id": 81')
+    return str(qid)
+
+
 def load_references(path: str | Path) -> dict[str, list[str]]:
-    """Read reference answers `{"id", "reference" | "answer" | "turns"}` keyed by question id."""
+    """Reference answers keyed by question id.
+
+    Rows are tuneloop's `{"id", "reference" | "answer" | "turns"}` or FastChat's reference-answer
+    rows as shipped (`{"question_id", "model_id", "choices": [{"turns": [...]}]}`).
+    """
     refs: dict[str, list[str]] = {}
     for where, row in _read_jsonl(Path(path)):
-        if "id" not in row:
-            raise EvalError("row has no 'id'", where=where)
-        key = next((k for k in ("reference", "answer", "turns") if k in row), None)
-        if key is None:
-            raise EvalError("row has no 'reference', 'answer' or 'turns'", where=where)
-        refs[str(row["id"])] = _as_turns(row[key], where, key)
+        qid = _row_id(row, where)
+        turns = _fastchat_turns(row, where)
+        if turns is None:
+            key = next((k for k in ("reference", "answer", "turns") if k in row), None)
+            if key is None:
+                raise EvalError("row has no 'reference', 'answer', 'turns' or 'choices'",
+                                where=where, fix='add "reference": "..."')
+            turns = _as_turns(row[key], where, key)
+        refs[qid] = turns
     return refs
+
+
+def load_answers(path: str | Path) -> dict[str, dict[str, list[str]]]:
+    """Existing model answers: {model: {question id: turns}}.
+
+    Rows are FastChat's model-answer rows as shipped (`{"question_id", "model_id", "choices":
+    [{"turns": [...]}]}`) or tuneloop's own `answers.jsonl` rows (`{"question_id", "model",
+    "answers": [...]}`).
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for where, row in _read_jsonl(Path(path)):
+        qid = _row_id(row, where)
+        model = row.get("model_id", row.get("model"))
+        if not isinstance(model, str) or not model:
+            raise EvalError("row has no 'model_id' (or 'model')", where=where,
+                            fix='add "model_id": "my-model"')
+        turns = _fastchat_turns(row, where)
+        if turns is None:
+            if "answers" not in row:
+                raise EvalError("row has neither 'choices' (FastChat) nor 'answers' (tuneloop)",
+                                where=where, fix='add "choices": [{"turns": ["..."]}]')
+            turns = _as_turns(row["answers"], where, "answers")
+        if (model, qid) in seen:
+            raise EvalError(f"model {model!r} answers question {qid!r} twice (first at "
+                            f"{seen[(model, qid)]})", where=where, fix="keep one answer row")
+        seen[(model, qid)] = where
+        out.setdefault(model, {})[qid] = turns
+    if not out:
+        raise EvalError("no answers in file", where=str(path))
+    return out
+
+
+def answers_for(questions: list[Question], given: dict[str, list[str]],
+                model: str) -> list[list[str]]:
+    """A model's answers in question order; every question must be answered, every turn."""
+    out = []
+    for q in questions:
+        turns = given.get(q.id)
+        if turns is None:
+            raise EvalError(f"model {model!r} has no answer to question {q.id!r}",
+                            where=q.where, fix="answer every question, or drop it from the "
+                            "questions file")
+        if len(turns) < len(q.turns):
+            raise EvalError(f"model {model!r} answers {len(turns)} of question {q.id!r}'s "
+                            f"{len(q.turns)} turns", where=q.where,
+                            fix="give one answer per turn")
+        out.append(list(turns[:len(q.turns)]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -202,6 +289,92 @@ def _chunked_generate(gen: Generator, prompts: list[Messages], params: GenParams
     return out
 
 
+def _chunked_scored(gen: Generator, prompts: list[Messages], params: GenParams, top: int,
+                    progress: Any = None, task: Any = None) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(prompts), CHUNK):
+        chunk = prompts[start:start + CHUNK]
+        out.extend(scored_generate(gen, chunk, params, top))
+        if progress is not None:
+            progress.advance(task, len(chunk))
+    return out
+
+
+def forced_verdict(messages: Messages, mode: str) -> tuple[Messages, str]:
+    """The judge messages asking for the verdict alone, ending in the verdict prefix to continue."""
+    prefix = SINGLE_PREFIX if mode == "single" else PAIR_PREFIX
+    msgs = [dict(m) for m in messages]
+    msgs[-1]["content"] += NO_EXPLANATION
+    return msgs + [{"role": "assistant", "content": prefix}], prefix
+
+
+def judge_verdicts(judge_gen: Generator, prompts: list[Messages], mode: str, params: GenParams,
+                   *, scoring: str = "auto", explanation: bool = True,
+                   top_logprobs: int = TOP_LOGPROBS, progress: Any = None,
+                   task: Any = None) -> list[dict[str, Any]]:
+    """Judge each prompt; per prompt {raw, verdict, method, probs?, p_mass?}.
+
+    single: verdict = expected rating (probability) or the parsed `[[N]]`; pairwise: verdict =
+    the most likely / parsed letter A, B or C, with `probs` P(A), P(B), P(C) where known.
+    """
+    if scoring not in SCORING:
+        raise EvalError(f"unknown scoring {scoring!r}", fix="use --scoring auto or parse")
+    prefix = ""
+    # Only a backend that continues a final assistant message can be given a verdict prefix
+    # (the local one); a server starts a new reply, so its verdict is searched in its text.
+    continues = bool(getattr(judge_gen, "continues_prefix", False))
+    if not explanation:
+        forced = [forced_verdict(m, mode) for m in prompts]
+        if continues:
+            prompts = [m for m, _ in forced]
+            prefix = forced[0][1] if forced else ""
+        else:
+            prompts = [m[:-1] for m, _ in forced]  # the instruction, without the prefix
+        params = GenParams(min(params.max_tokens, 8), params.temperature, params.top_p,
+                           params.seed, params.stop)
+    if scoring == "parse":
+        scored = [(text, None) for text in _chunked_generate(judge_gen, prompts, params,
+                                                             progress, task)]
+    else:
+        scored = [(s.text, s.tokens) for s in _chunked_scored(
+            judge_gen, prompts, params, top_logprobs, progress, task)]
+    out: list[dict[str, Any]] = []
+    retry: list[int] = []  # explained, but no verdict written: ask for it after the explanation
+    for i, (text, tokens) in enumerate(scored):
+        raw = prefix + text
+        dist = verdict_distribution(tokens, mode, prefix) if tokens else None
+        if dist is not None:
+            out.append(_prob_verdict(raw, dist, mode))
+            continue
+        parsed: Any = parse_rating(raw) if mode == "single" else parse_pair(raw)
+        out.append({"raw": raw, "verdict": parsed,
+                    "method": "parsed" if parsed is not None else "unparseable"})
+        if parsed is None and tokens is not None and explanation and continues:
+            retry.append(i)
+    if retry:
+        # The judge gives probabilities but wrote no verdict: continue its own explanation with
+        # the verdict prefix, and read the verdict distribution at the next token.
+        verdict_prefix = SINGLE_PREFIX if mode == "single" else PAIR_PREFIX
+        tails = [scored[i][0].rstrip() + "\n\n" + verdict_prefix for i in retry]
+        again = scored_generate(judge_gen, [
+            [*prompts[i], {"role": "assistant", "content": tail}]
+            for i, tail in zip(retry, tails)], GenParams(8, params.temperature, params.top_p,
+                                                         params.seed), top_logprobs)
+        for i, tail, res in zip(retry, tails, again):
+            dist = verdict_distribution(res.tokens, mode, tail) if res.tokens else None
+            if dist is not None:
+                out[i] = {**_prob_verdict(tail + res.text, dist, mode),
+                          "verdict_prefix_after_explanation": True}
+    return out
+
+
+def _prob_verdict(raw: str, dist: Any, mode: str) -> dict[str, Any]:
+    verdict: Any = round(dist.expected_rating(), 6) if mode == "single" else dist.letter()
+    return {"raw": raw, "verdict": verdict, "method": "probability",
+            "probs": {k: round(v, 6) for k, v in dist.probs.items()},
+            "p_mass": round(dist.mass, 6)}
+
+
 def generate_answers(gen: Generator, questions: list[Question], params: GenParams,
                      progress: Any = None, task: Any = None) -> list[list[str]]:
     """Answer every question turn by turn (later turns see the model's earlier answers)."""
@@ -251,10 +424,19 @@ def run_judge(
     judge_params: GenParams | None = None,
     prompt_dir: str | Path | None = None,
     generators: dict[str, Generator] | None = None,
+    answers: dict[str, list[list[str]]] | None = None,
     seed: int = 0,
     show_progress: bool = True,
+    scoring: str = "auto",
+    explanation: bool = True,
+    top_logprobs: int = TOP_LOGPROBS,
 ) -> JudgeRun:
-    """Generate answers for each model, judge them, aggregate; write outputs if `out_dir`."""
+    """Generate answers for each model, judge them, aggregate; write outputs if `out_dir`.
+
+    `answers` holds existing answers per model (question order): those are judged, not
+    generated. `scoring="auto"` reads verdicts from the judge's token probabilities where it reports them
+    (else parses the text); "parse" always parses. `explanation=False` forces the verdict prefix.
+    """
     from rich.progress import Progress
 
     if mode not in ("single", "pairwise"):
@@ -275,8 +457,12 @@ def run_judge(
     generators = generators or {}
 
     with Progress(disable=not show_progress, transient=True) as progress:
-        answers: dict[str, list[list[str]]] = {}
+        given = answers or {}
+        answers = {}
         for spec, label in zip(models, labels):
+            if spec in given:
+                answers[spec] = given[spec]
+                continue
             n_prompts = sum(len(q.turns) for q in questions)
             task = progress.add_task(f"answers: {label}", total=n_prompts)
             gen = generators.get(spec) or make_generator(spec)
@@ -308,13 +494,14 @@ def run_judge(
                     jobs.append(({**base, "order": "BA"},
                                  pair_messages(q, answers[sb][i], answers[sa][i], p)))
         task = progress.add_task("judging", total=len(jobs))
-        raws = _chunked_generate(judge_gen, [m for _, m in jobs], judge_params, progress, task)
+        verdicts = judge_verdicts(judge_gen, [m for _, m in jobs], mode, judge_params,
+                                  scoring=scoring, explanation=explanation,
+                                  top_logprobs=top_logprobs, progress=progress, task=task)
 
     judgments = []
-    for (meta, _), raw in zip(jobs, raws):
-        parsed: Any = parse_rating(raw) if mode == "single" else parse_pair(raw)
-        judgments.append({**meta, "judge": judge_gen.name, "raw": raw, "verdict": parsed,
-                          "parsed": parsed is not None})
+    for (meta, _), v in zip(jobs, verdicts):
+        judgments.append({**meta, "judge": judge_gen.name, **v,
+                          "parsed": v["verdict"] is not None})
 
     words = {label: [_words(a) for a in answers[spec]] for spec, label in zip(models, labels)}
     mean_words = {k: (sum(v) / len(v)) if v else 0.0 for k, v in words.items()}
@@ -325,12 +512,19 @@ def run_judge(
     summary: dict[str, Any] = {"mode": mode, "judge": judge_gen.name,
                                "n_questions": len(questions), "models": dict(zip(labels, models)),
                                "unparseable_outputs": sum(not j["parsed"] for j in judgments),
-                               "judge_outputs": len(judgments)}
+                               "judge_outputs": len(judgments),
+                               "verdicts_by_method": {
+                                   m: sum(j["method"] == m for j in judgments)
+                                   for m in ("probability", "parsed", "unparseable")},
+                               "explanation": explanation, "scoring": scoring}
+    judge_spec = judge if isinstance(judge, str) else judge_gen.name
+    summary["self_preference"] = self_preference(judge_spec, dict(zip(labels, models)))
     if mode == "single":
         summary["results"] = [
             {"model": label, **summarize_scores(
                 [j["verdict"] for j in judgments if j["model"] == label], seed=seed),
              "mean_answer_words": mean_words[label],
+             **_rating_spread([j for j in judgments if j["model"] == label]),
              "by_category": {
                  cat: summarize_scores([j["verdict"] for j in judgments if j["model"] == label
                                         and j["question_id"] in ids], seed=seed)["mean"]
@@ -346,6 +540,8 @@ def run_judge(
                 outcomes[q.id] = combine_pair(mine.get("AB"), mine.get("BA"))
             results.append({
                 "model_a": la, "model_b": lb, **summarize_pairs(list(outcomes.values()), seed=seed),
+                **_pair_probs([j for j in judgments
+                               if j["model_a"] == la and j["model_b"] == lb]),
                 "mean_answer_words_a": mean_words[la], "mean_answer_words_b": mean_words[lb],
                 "by_category": {
                     cat: summarize_pairs([outcomes[i] for i in ids], seed=seed)["win_rate"]
@@ -357,6 +553,38 @@ def run_judge(
         run.out_dir = write_outputs(Path(out_dir), run, questions, answers, dict(zip(models,
                                                                                    labels)))
     return run
+
+
+def _rating_spread(judgments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean rating distribution (probability verdicts) and the spread of the ratings."""
+    import statistics
+
+    scores = [j["verdict"] for j in judgments if j["verdict"] is not None]
+    probs = [j["probs"] for j in judgments if j.get("probs")]
+    out: dict[str, Any] = {"score_sd": statistics.pstdev(scores) if len(scores) > 1 else None,
+                           "score_range": [min(scores), max(scores)] if scores else None,
+                           "mean_distribution": None}
+    if probs:
+        out["mean_distribution"] = {k: sum(p[k] for p in probs) / len(probs) for k in probs[0]}
+    return out
+
+
+def _pair_probs(judgments: list[dict[str, Any]]) -> dict[str, Any]:
+    """P(model A better), P(model B better), P(tie) averaged over both orders (probability only).
+
+    In order BA the judge saw model B as "A", so its P(A) is model B's.
+    """
+    pa = pb = pt = 0.0
+    n = 0
+    for j in judgments:
+        p = j.get("probs")
+        if not p:
+            continue
+        first, second = (p["A"], p["B"]) if j["order"] == "AB" else (p["B"], p["A"])
+        pa, pb, pt, n = pa + first, pb + second, pt + p["C"], n + 1
+    if not n:
+        return {"p_a_better": None, "p_b_better": None, "p_tie": None}
+    return {"p_a_better": pa / n, "p_b_better": pb / n, "p_tie": pt / n}
 
 
 def write_outputs(out: Path, run: JudgeRun, questions: list[Question],
@@ -383,15 +611,21 @@ def summary_table(summary: dict[str, Any]) -> Any:
         return "-" if not v else f"[{fmt.format(v[0] * scale)}, {fmt.format(v[1] * scale)}]"
 
     if summary["mode"] == "single":
-        t = Table(title=f"judge: {summary['judge']} (single, 1-10)")
-        for col in ("model", "mean score", "95% CI", "scored", "unparseable", "mean words"):
+        t = Table(title=f"judge: {summary['judge']} (single, 1-10)", caption=_methods(summary))
+        for col in ("model", "mean score", "95% CI", "sd", "scored", "unparseable",
+                    "mean words"):
             t.add_column(col)
         for r in summary["results"]:
             mean = "-" if r["mean"] is None else f"{r['mean']:.2f}"
-            t.add_row(r["model"], mean, ci(r["ci95"]), str(r["n"]), str(r["unparseable"]),
+            sd = "-" if r.get("score_sd") is None else f"{r['score_sd']:.2f}"
+            t.add_row(r["model"], mean, ci(r["ci95"]), sd, str(r["n"]), str(r["unparseable"]),
                       f"{r['mean_answer_words']:.1f}")
         return t
-    t = Table(title=f"judge: {summary['judge']} (pairwise, both orders)")
+    probs = [f"{r['model_a']} vs {r['model_b']}: P(A better) {r['p_a_better']:.2f}, "
+             f"P(B better) {r['p_b_better']:.2f}, P(tie) {r['p_tie']:.2f}"
+             for r in summary["results"] if r.get("p_a_better") is not None]
+    t = Table(title=f"judge: {summary['judge']} (pairwise, both orders)",
+              caption="\n".join([_methods(summary), *probs]))
     for col in ("model A", "model B", "A win rate", "95% CI", "W/L/T", "flip rate", "excluded",
                 "words A", "words B"):
         t.add_column(col)
@@ -402,6 +636,18 @@ def summary_table(summary: dict[str, Any]) -> Any:
                   f"{r['wins']}/{r['losses']}/{r['ties']}", flip, str(r["excluded"]),
                   f"{r['mean_answer_words_a']:.1f}", f"{r['mean_answer_words_b']:.1f}")
     return t
+
+
+def summary_warnings(summary: dict[str, Any]) -> list[str]:
+    """Warnings to show under the summary table (self-preference)."""
+    return [w["warning"] for w in summary.get("self_preference") or []]
+
+
+def _methods(summary: dict[str, Any]) -> str:
+    """How the verdicts were obtained, e.g. 'verdicts: 8 from probabilities, 2 parsed, 0 ...'."""
+    m = summary.get("verdicts_by_method") or {}
+    return (f"verdicts: {m.get('probability', 0)} from token probabilities, "
+            f"{m.get('parsed', 0)} parsed from text, {m.get('unparseable', 0)} unparseable")
 
 
 # -- rubric checks for task suites ---------------------------------------------------------

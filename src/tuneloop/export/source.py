@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import ExportError
 
 # Probe conversations for the checks: short, varied, one with a system turn and two turns.
 PROBES: list[list[dict[str, str]]] = [
@@ -22,10 +22,6 @@ PROBES: list[list[dict[str, str]]] = [
      {"role": "user", "content": "Now three animals."}],
 ]
 MERGE_TOLERANCE = 1e-4
-
-
-class ExportError(TuneloopError):
-    """An export that cannot be made or whose result failed its own check."""
 
 
 @dataclass

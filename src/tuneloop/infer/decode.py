@@ -11,7 +11,13 @@
   long-lived decoder such as serve's, later requests) that share it skip it too;
 - greedy or temperature + nucleus sampling (seeded with its own generator);
 - per row: end-of-turn ids, stop strings (`stops.StopText`, with the streaming hold-back),
-  `max_tokens`, the model's context length, and listeners for streamed text.
+  `max_tokens`, the model's context length, and listeners for streamed text;
+- log-probabilities, from the same logits that pick the tokens (no second pass): per generated
+  token its log-probability and the `top_logprobs` most likely alternatives (`Row.logprobs`),
+  and with `Row.echo` the same for every prompt token after the first (the prefill then keeps
+  all positions' logits, and the batch skips the shared prefix, whose logits are not computed).
+  Log-probabilities are the model's own (log-softmax of the raw logits), before temperature or
+  top_p. `Row.generate=False` scores the prompt only (OpenAI's `max_tokens: 0` with `echo`).
 """
 
 from __future__ import annotations
@@ -23,9 +29,23 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tuneloop.infer.params import GenParams
-from tuneloop.infer.stops import StopText
+from tuneloop.infer.stops import REPLACEMENT, StopText
 
 PREFIX_MIN_TOKENS = 32  # shorter shared prefixes are not worth a separate forward pass
+
+
+class TokenLogprob:
+    """One token's log-probability and the most likely alternatives at its position."""
+
+    __slots__ = ("id", "logprob", "top")
+
+    def __init__(self, id: int, logprob: float, top: list[tuple[int, float]]):
+        self.id = id
+        self.logprob = logprob
+        self.top = top  # (token id, log-probability), most likely first
+
+    def __repr__(self) -> str:
+        return f"TokenLogprob({self.id}, {self.logprob:.4f}, top={self.top})"
 
 
 class Row:
@@ -33,7 +53,8 @@ class Row:
 
     def __init__(self, prompt_ids: Sequence[int], params: GenParams, *,
                  on_text: Callable[[str], None] | None = None,
-                 on_finish: Callable[[str], None] | None = None):
+                 on_finish: Callable[[str], None] | None = None,
+                 logprobs: int | None = None, echo: bool = False, generate: bool = True):
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self.on_text = on_text
@@ -42,11 +63,51 @@ class Row:
         self.n_tokens = 0  # tokens generated, the end-of-turn id included
         self.finish: str | None = None  # "stop" | "length"
         self.stops = StopText(params.stop)
+        # Log-probabilities: None = not wanted, k = the chosen token's plus the top k.
+        self.logprobs = logprobs
+        self.echo = echo  # also score the prompt tokens (the first has none: None)
+        self.generate = generate  # False: score the prompt, generate nothing
+        self.token_logprobs: list[TokenLogprob] = []  # one per id in `ids`
+        self.token_ends: list[int] = []  # text length after each id in `ids` (with logprobs)
+        self.prompt_logprobs: list[TokenLogprob | None] = []  # with echo: one per prompt id
+        self.stop_logprob: TokenLogprob | None = None  # the end-of-turn id's, if it ended so
+        self._taken = 0  # token_logprobs already handed out by take_logprobs()
 
     @property
     def live(self) -> bool:
         """Decode the text every step? Only when someone needs it before the end."""
-        return bool(self.params.stop) or self.on_text is not None
+        return bool(self.params.stop) or self.on_text is not None or self.logprobs is not None
+
+    def take_logprobs(self, final: bool = False) -> list[TokenLogprob]:
+        """Log-probabilities of the tokens whose text has been released and not yet taken.
+
+        While streaming, a token counts as released once all of its text was emitted; at the end
+        (`final`), every token that put any text into the final (stop-cut) text.
+        """
+        if self.logprobs is None:
+            return []
+        limit = len(self.text) if final else self.stops.emitted
+        n = self._taken
+        while n < len(self.token_logprobs):
+            start = self.token_ends[n - 1] if n else 0
+            end = self.token_ends[n]
+            if not (end <= limit or (final and start < limit)):
+                break
+            n += 1
+        out = self.token_logprobs[self._taken:n]
+        self._taken = n
+        return out
+
+    def visible_logprobs(self) -> list[TokenLogprob]:
+        """Log-probabilities of the tokens of the final text (those cut by a stop are left out)."""
+        n = 0
+        limit = len(self.text)
+        while n < len(self.token_logprobs):
+            start = self.token_ends[n - 1] if n else 0
+            if not (self.token_ends[n] <= limit or start < limit):
+                break
+            n += 1
+        return self.token_logprobs[:n]
 
     @property
     def text(self) -> str:
@@ -65,15 +126,20 @@ class Tracker:
         self.tokenizer = tokenizer
         self.stop_ids = stop_ids
 
-    def advance(self, row: Row, tok: int) -> None:
-        """Add one generated token to an unfinished row."""
+    def advance(self, row: Row, tok: int, logprob: TokenLogprob | None = None) -> None:
+        """Add one generated token (and its log-probability, if the row wants them)."""
         row.n_tokens += 1
         if tok in self.stop_ids:
+            row.stop_logprob = logprob
             self.end(row, "stop")  # end-of-turn / EOS: counted, not part of the text
             return
         row.ids.append(tok)
         if row.live:
-            row._emit(row.stops.update(self._decode(row)))
+            full = self._decode(row)
+            if logprob is not None:
+                row.token_logprobs.append(logprob)
+                row.token_ends.append(len(full.rstrip(REPLACEMENT)))
+            row._emit(row.stops.update(full))
             if row.stops.stopped:
                 self.end(row, "stop")
                 return
@@ -163,10 +229,23 @@ class Decoder:
         with self._lock, torch.inference_mode():
             logits, cache, mask, pos = self._prefill(rows, device)
             active = list(rows)
+            if not all(r.generate for r in rows):  # prompt scoring only: no token to pick
+                for row in rows:
+                    if not row.generate:
+                        self.tracker.end(row, "length")
+                keep = [i for i, row in enumerate(active) if row.finish is None]
+                if not keep:
+                    yield
+                    return
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                logits, mask, pos = logits[index], mask[index], pos[index]
+                active = [active[i] for i in keep]
             while True:
                 toks = self._pick(logits, params, generator)
-                for row, tok in zip(active, toks.tolist()):
-                    self.tracker.advance(row, tok)
+                chosen = self._logprobs(logits, toks, [r.logprobs for r in active])
+                for row, tok, lp in zip(active, toks.tolist(), chosen):
+                    self.tracker.advance(row, tok, lp)
                     if (row.finish is None and self.context_length is not None
                             and len(row.prompt_ids) + row.n_tokens >= self.context_length):
                         self.tracker.end(row, "length")
@@ -193,12 +272,53 @@ class Decoder:
         return rows
 
     # -- pieces ------------------------------------------------------------------------------
+    @staticmethod
+    def _logprobs(logits: Any, toks: Any, wanted: list[int | None]) -> list[TokenLogprob | None]:
+        """Each wanting row's log-probability of its picked token (+ its top k), same logits."""
+        if all(k is None for k in wanted):
+            return [None] * len(wanted)
+        index = [i for i, k in enumerate(wanted) if k is not None]
+        logp = logits[index].float().log_softmax(dim=-1)
+        picked = toks[index]
+        chosen = logp.gather(-1, picked[:, None]).squeeze(-1).tolist()
+        k_max = max(wanted[i] or 0 for i in index)
+        top_v, top_i = logp.topk(k_max, dim=-1) if k_max else (None, None)
+        out: list[TokenLogprob | None] = [None] * len(wanted)
+        for j, i in enumerate(index):
+            k = wanted[i] or 0
+            top = (list(zip(top_i[j, :k].tolist(), top_v[j, :k].tolist())) if k else [])
+            out[i] = TokenLogprob(int(picked[j]), chosen[j], top)
+        return out
+
+    @staticmethod
+    def _prompt_logprobs(row: Row, logits: Any) -> None:
+        """Log-probabilities of a row's prompt tokens from its prefill logits (positions 0..n-1).
+
+        `logits[t]` predicts prompt token t+1; the first prompt token has none (None).
+        """
+        ids = row.prompt_ids
+        k = row.logprobs or 0
+        out: list[TokenLogprob | None] = [None]
+        if len(ids) > 1:
+            import torch
+
+            logp = logits[: len(ids) - 1].float().log_softmax(dim=-1)
+            nxt = torch.tensor(ids[1:], device=logp.device)
+            chosen = logp.gather(-1, nxt[:, None]).squeeze(-1).tolist()
+            top_v, top_i = logp.topk(k, dim=-1) if k else (None, None)
+            for t, tok in enumerate(ids[1:]):
+                top = list(zip(top_i[t].tolist(), top_v[t].tolist())) if k else []
+                out.append(TokenLogprob(tok, chosen[t], top))
+        row.prompt_logprobs = out
+
     def _prefill(self, rows: list[Row], device: Any) -> tuple[Any, Any, Any, Any]:
         """Forward the prompts; (last-token logits, cache, attention mask, next positions)."""
         import torch
 
         prompts = [r.prompt_ids for r in rows]
-        start, cache = self._prefix_cache(prompts, len(rows))
+        echo = any(r.echo for r in rows)
+        # Prompt log-probabilities need every position's logits: no shared prefix then.
+        start, cache = (0, None) if echo else self._prefix_cache(prompts, len(rows))
         tails = [p[start:] for p in prompts]
         width = max(len(t) for t in tails)
         # [prefix][left padding][suffix]: every row's last prompt token is in the same column,
@@ -211,7 +331,11 @@ class Decoder:
         if cache is None:
             cache = self._new_cache()
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                         logits_to_keep=1, **{self._cache_kw: cache})
+                         logits_to_keep=0 if echo else 1, **{self._cache_kw: cache})
+        if echo:
+            for i, (row, tail) in enumerate(zip(rows, tails)):
+                if row.echo:  # this row's real tokens are its last len(tail) columns
+                    self._prompt_logprobs(row, out.logits[i, width - len(tail):])
         next_pos = start + tail_mask.sum(-1)
         return out.logits[:, -1, :], cache, mask, next_pos
 
@@ -271,4 +395,4 @@ class Decoder:
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["PREFIX_MIN_TOKENS", "Decoder", "Row", "Tracker"]
+__all__ = ["PREFIX_MIN_TOKENS", "Decoder", "Row", "TokenLogprob", "Tracker"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from tuneloop.data.render import Renderer
 from tuneloop.errors import UsageError
-from tuneloop.infer.decode import Decoder, Row
+from tuneloop.infer.decode import Decoder, Row, TokenLogprob
 from tuneloop.infer.params import GenParams, ParamError, check_count
 from tuneloop.models import load_model, model_template, resolve_model_ref
 from tuneloop.progress import eta_progress
@@ -36,6 +36,7 @@ class Generation:
     text: str
     n_tokens: int
     finish_reason: str  # "stop" (end-of-turn / stop string) | "length" (max_new_tokens)
+    logprobs: list[TokenLogprob] | None = None  # with generate(logprobs=k): one per text token
 
 
 # generate()/stream_generate() spell the GenParams fields as their keywords.
@@ -63,7 +64,19 @@ def _check_context(model: Any, encoded: list[list[int]]) -> None:
 
 
 def _result(row: Row) -> Generation:
-    return Generation(row.text, row.n_tokens, row.finish or "length")
+    lps = row.visible_logprobs() if row.logprobs is not None else None
+    return Generation(row.text, row.n_tokens, row.finish or "length", lps)
+
+
+def conversation_ids(renderer: Any, tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Prompt ids of a conversation; a final assistant message is a prefix to continue.
+
+    (The conversation up to it, with the generation prompt, then its text's tokens.)
+    """
+    if messages and messages[-1].get("role") == "assistant":
+        head = renderer.prompt_ids(list(messages[:-1]))
+        return head + tokenizer.encode(messages[-1]["content"], add_special_tokens=False)
+    return renderer.prompt_ids(list(messages))
 
 
 def generate(
@@ -80,23 +93,26 @@ def generate(
     stop: Sequence[str] | None = None,
     progress: bool = True,
     share_prefix: bool = True,
+    logprobs: int | None = None,
 ) -> list[Generation]:
     """Complete each conversation (list of messages); greedy when temperature == 0.
 
     Prompts that share a long token prefix (a system prompt, a few-shot block) compute it once
-    (`share_prefix`; greedy outputs are the same either way).
+    (`share_prefix`; greedy outputs are the same either way). `logprobs=k` records each
+    generated token's log-probability and its k most likely alternatives. A conversation that
+    ends with an assistant message continues that message (see `conversation_ids`).
     """
     params = gen_params(max_new_tokens, temperature, top_p, seed, stop)
     check_count("batch_size", batch_size)
     if not prompts:
         return []
-    encoded = [renderer.prompt_ids(list(messages)) for messages in prompts]
+    encoded = [conversation_ids(renderer, tokenizer, list(messages)) for messages in prompts]
     _check_context(model, encoded)
     decoder = Decoder(model, tokenizer, renderer.stop_token_ids, share_prefix=share_prefix)
     # Longest first: similar lengths share a batch (less padding), and an out-of-memory shows up
     # on the first batch rather than the last.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    rows = [Row(ids, params) for ids in encoded]
+    rows = [Row(ids, params, logprobs=logprobs) for ids in encoded]
     with _progress_bar(len(prompts), "generating", enabled=progress) as advance:
         for start in range(0, len(order), batch_size):
             batch = [rows[i] for i in order[start:start + batch_size]]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneloop.report.runs import RunData, read_json
+from tuneloop.report.runs import RunData
+from tuneloop.rundir import read_json_lenient
 
 RECIPES = ("self-instruct", "docs")
 
@@ -45,9 +46,9 @@ def load_synth_dir(path: str | Path) -> SynthView | None:
     """A SynthView for a synth output directory, or None if it is not one."""
     path = Path(path)
     warnings: list[str] = []
-    manifest = read_json(path / "manifest.json", warnings) if (path / "manifest.json").is_file() \
+    manifest = read_json_lenient(path / "manifest.json", warnings) if (path / "manifest.json").is_file() \
         else None
-    stats = read_json(path / "stats.json", warnings) if (path / "stats.json").is_file() else None
+    stats = read_json_lenient(path / "stats.json", warnings) if (path / "stats.json").is_file() else None
     if not isinstance(manifest, dict) or manifest.get("recipe") not in RECIPES \
             or not isinstance(stats, dict):
         return None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneloop.errors import TuneloopError
+from tuneloop.infer.decode import TokenLogprob
 from tuneloop.infer.params import MAX_N, GenParams, ParamError, check_count
 from tuneloop.serve.engine import Engine, Job, bridge_events
 from tuneloop.serve.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
@@ -24,6 +25,8 @@ from tuneloop.serve.schemas import ChatCompletionRequest, CompletionRequest, Sam
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB
 DEFAULT_CHAT_MAX_TOKENS = 256
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+MAX_TOP_LOGPROBS = 20  # chat completions' top_logprobs limit (OpenAI's)
+MAX_COMPLETION_LOGPROBS = 5  # /v1/completions' logprobs limit (OpenAI's)
 
 
 class APIError(Exception):
@@ -122,6 +125,71 @@ def _gen_params(req: SamplingFields, max_tokens: int, max_tokens_field: str) -> 
                        code="invalid_value") from None
 
 
+class LogprobFormat:
+    """Turns the Decoder's TokenLogprob entries into OpenAI's chat and completions shapes."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self._text: dict[int, str] = {}
+
+    def token(self, tok: int) -> str:
+        """The text of one token (a byte-level piece of a character decodes to U+FFFD)."""
+        text = self._text.get(tok)
+        if text is None:
+            text = self._text[tok] = self.tokenizer.decode([tok], skip_special_tokens=False)
+        return text
+
+    def chat(self, entries: list[TokenLogprob]) -> list[dict[str, Any]]:
+        """`choices[i].logprobs.content`: token, logprob, bytes, top_logprobs per token."""
+        def one(tok: int, lp: float) -> dict[str, Any]:
+            text = self.token(tok)
+            return {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
+
+        return [{**one(e.id, e.logprob), "top_logprobs": [one(t, v) for t, v in e.top]}
+                for e in entries]
+
+    def completion(self, entries: list[TokenLogprob | None], offset: int) -> dict[str, list]:
+        """Legacy completions `logprobs`: tokens, token_logprobs, top_logprobs, text_offset.
+
+        `top_logprobs[i]` maps token text to log-probability (the top k plus the token itself);
+        `None` entries (the first prompt token) have neither.
+        """
+        out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                                "text_offset": []}
+        for e in entries:
+            if e is None:
+                continue
+            text = self.token(e.id)
+            out["tokens"].append(text)
+            out["token_logprobs"].append(e.logprob)
+            top: dict[str, float] = {}
+            for t, v in e.top:  # two ids may share a text: keep the more likely
+                top.setdefault(self.token(t), v)
+            if e.top:
+                top.setdefault(text, e.logprob)
+            out["top_logprobs"].append(top)
+            out["text_offset"].append(offset)
+            offset += len(text)
+        return out
+
+    def prompt(self, ids: list[int], entries: list[TokenLogprob | None]) -> dict[str, list]:
+        """Completions logprobs of an echoed prompt: the first token's are None."""
+        out = self.completion([e for e in entries if e is not None],
+                              len(self.token(ids[0])) if ids else 0)
+        if ids:
+            out["tokens"].insert(0, self.token(ids[0]))
+            out["token_logprobs"].insert(0, None)
+            out["top_logprobs"].insert(0, None)
+            out["text_offset"].insert(0, 0)
+        return out
+
+
+def _check_logprobs(value: Any, name: str, limit: int) -> None:
+    if value is not None and (isinstance(value, bool) or not 0 <= value <= limit):
+        raise APIError(400, f"{name} must be an integer in [0, {limit}], got {value!r}",
+                       param=name, code="invalid_value")
+
+
 def create_app(
     engine: Engine,
     *,
@@ -145,6 +213,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     created = int(time.time())
     tokenizer = engine.tokenizer
+    fmt = LogprobFormat(tokenizer)
+    vocab = len(tokenizer)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
@@ -228,19 +298,27 @@ def create_app(
                       else req.max_tokens if req.max_tokens is not None
                       else DEFAULT_CHAT_MAX_TOKENS)
         sampling = _gen_params(req, max_tokens, field)
+        _check_logprobs(req.top_logprobs, "top_logprobs", MAX_TOP_LOGPROBS)
+        if req.top_logprobs is not None and not req.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs",
+                           code="invalid_value")
+        top = (req.top_logprobs or 0) if req.logprobs else None
         check_length(prompt_ids, max_tokens)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
+        job = Job(prompt_ids, sampling, n=req.n, logprobs=top)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(_stream(engine, prompt_ids, sampling, req.n, rid, now, model_name,
-                                chat=True, include_usage=include_usage))
-        [(choices, n_prompt)] = await run_jobs([Job(prompt_ids, sampling, n=req.n)])
+            return _sse(_stream(engine, job, rid, now, model_name, fmt, chat=True,
+                                include_usage=include_usage))
+        [(choices, n_prompt)] = await run_jobs([job])
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": now, "model": model_name,
             "choices": [
                 {"index": i, "message": {"role": "assistant", "content": c.text},
-                 "logprobs": None, "finish_reason": c.finish_reason}
+                 "logprobs": None if c.logprobs is None else {
+                     "content": fmt.chat(c.logprobs), "refusal": None},
+                 "finish_reason": c.finish_reason}
                 for i, c in enumerate(choices)],
             "usage": _usage(n_prompt, sum(c.n_tokens for c in choices)),
         })
@@ -249,56 +327,115 @@ def create_app(
     async def completions(request: Request):
         check_key(request)
         req: CompletionRequest = await parse(request, CompletionRequest)
-        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
+        _check_logprobs(req.logprobs, "logprobs", MAX_COMPLETION_LOGPROBS)
+        ids, texts = prompt_forms(req.prompt)
         max_tokens = req.max_tokens if req.max_tokens is not None else DEFAULT_COMPLETION_MAX_TOKENS
-        sampling = _gen_params(req, max_tokens, "max_tokens")
-        ids = [tokenizer.encode(p) for p in prompts]
+        # max_tokens 0 scores the prompt only (with echo + logprobs: prompt log-probabilities)
+        generate = max_tokens != 0
+        sampling = _gen_params(req, max_tokens if generate else 1, "max_tokens")
         for p in ids:
             check_length(p, max_tokens)
         rid = f"cmpl-{uuid.uuid4().hex}"
         now = int(time.time())
+        want_prompt = req.echo and req.logprobs is not None
+        jobs = [Job(p, sampling, n=req.n, logprobs=req.logprobs, echo=want_prompt,
+                    generate=generate) for p in ids]
         if req.stream:
-            if len(prompts) != 1:
-                raise APIError(400, "stream=true takes a single prompt string", param="prompt",
+            if len(ids) != 1:
+                raise APIError(400, "stream=true takes a single prompt", param="prompt",
+                               code="invalid_value")
+            if not generate:
+                raise APIError(400, "stream=true needs max_tokens ≥ 1", param="max_tokens",
                                code="invalid_value")
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return _sse(_stream(engine, ids[0], sampling, req.n, rid, now, model_name,
-                                chat=False, include_usage=include_usage,
-                                echo=prompts[0] if req.echo else None))
-        results = await run_jobs([Job(p, sampling, n=req.n) for p in ids])
+            return _sse(_stream(engine, jobs[0], rid, now, model_name, fmt, chat=False,
+                                include_usage=include_usage,
+                                echo=texts[0] if req.echo else None))
+        results = await run_jobs(jobs)
         out, n_prompt, n_completion = [], 0, 0
-        for prompt, (choices, np_) in zip(prompts, results):
+        for p_ids, text, (choices, np_) in zip(ids, texts, results):
             n_prompt += np_
             for c in choices:
                 n_completion += c.n_tokens
-                out.append({"index": len(out), "text": (prompt if req.echo else "") + c.text,
-                            "logprobs": None, "finish_reason": c.finish_reason})
+                out.append({"index": len(out), "text": (text if req.echo else "") + c.text,
+                            "logprobs": completion_logprobs(req, p_ids, text, c),
+                            "finish_reason": c.finish_reason})
         return JSONResponse({"id": rid, "object": "text_completion", "created": now,
                              "model": model_name, "choices": out,
                              "usage": _usage(n_prompt, n_completion)})
 
+    def prompt_forms(prompt: Any) -> tuple[list[list[int]], list[str]]:
+        """(token ids, text) per prompt, from a string, strings, token ids or token-id lists."""
+        if isinstance(prompt, str) or prompt and isinstance(prompt[0], int):
+            prompt = [prompt]
+        ids, texts = [], []
+        for i, p in enumerate(prompt):
+            if isinstance(p, str):
+                ids.append(tokenizer.encode(p))
+                texts.append(p)
+                continue
+            bad = [t for t in p if not 0 <= t < vocab]
+            if bad:
+                raise APIError(400, f"prompt {i}: token id {bad[0]} is outside the vocabulary "
+                                    f"(0..{vocab - 1})", param="prompt", code="invalid_value")
+            ids.append(list(p))
+            texts.append(tokenizer.decode(p, skip_special_tokens=False))
+        return ids, texts
+
+    def completion_logprobs(req: CompletionRequest, p_ids: list[int], text: str,
+                            c: Any) -> dict[str, list] | None:
+        if req.logprobs is None:
+            return None
+        gen = list(c.logprobs or [])
+        if c.stop_logprob is not None:
+            gen.append(c.stop_logprob)  # the end-of-turn token: scored, though not in the text
+        if not req.echo:
+            return fmt.completion(gen, 0)
+        head = fmt.prompt(p_ids, c.prompt_logprobs or [])
+        tail = fmt.completion(gen, len(text))
+        return {k: head[k] + tail[k] for k in head}
+
     return app
 
 
-async def _stream(engine: Engine, prompt_ids: list[int], sampling: GenParams, n: int, rid: str,
-                  created: int, model: str, *, chat: bool, include_usage: bool,
+async def _stream(engine: Engine, job: Job, rid: str, created: int, model: str,
+                  fmt: LogprobFormat, *, chat: bool, include_usage: bool,
                   echo: str | None = None) -> AsyncIterator[str]:
-    """Server-sent events: one chunk per text delta, a finish chunk per choice, then [DONE]."""
+    """Server-sent events: one chunk per text delta, a finish chunk per choice, then [DONE].
+
+    With logprobs, a delta chunk carries the log-probabilities of the tokens whose text it
+    releases (streaming holds back text that may become a stop string, so a chunk may carry
+    several tokens, and the last tokens ride on a content-less chunk before the finish).
+    """
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
-    job = Job(prompt_ids, sampling, n=n, on_event=bridge_events(loop, events))
+    job.on_event = bridge_events(loop, events)
+    n = job.n
     obj = "chat.completion.chunk" if chat else "text_completion"
+    offsets = [len(echo or "")] * n
+    pending: dict[int, list[TokenLogprob]] = {}
 
-    def chunk(index: int, text: str | None, finish: str | None, role: bool = False) -> str:
+    def logprobs(index: int) -> Any:
+        entries = pending.pop(index, [])
+        if job.logprobs is None:
+            return None
+        if chat:
+            return {"content": fmt.chat(entries), "refusal": None}
+        out = fmt.completion(entries, offsets[index])
+        offsets[index] += sum(len(t) for t in out["tokens"])
+        return out
+
+    def chunk(index: int, text: str | None, finish: str | None, role: bool = False,
+              lp: Any = None) -> str:
         if chat:
             delta: dict[str, Any] = {}
             if role:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
         else:
-            choice = {"index": index, "text": text or "", "logprobs": None,
+            choice = {"index": index, "text": text or "", "logprobs": lp,
                       "finish_reason": finish}
         body = {"id": rid, "object": obj, "created": created, "model": model,
                 "choices": [choice]}
@@ -313,10 +450,14 @@ async def _stream(engine: Engine, prompt_ids: list[int], sampling: GenParams, n:
     finished = 0
     while finished < n:
         kind, index, payload = await events.get()
-        if kind == "delta":
-            yield chunk(index, payload, None)
+        if kind == "logprobs":
+            pending.setdefault(index, []).extend(payload)
+        elif kind == "delta":
+            yield chunk(index, payload, None, lp=logprobs(index))
         elif kind == "finish":
             finished += 1
+            if pending.get(index):
+                yield chunk(index, "", None, lp=logprobs(index))
             yield chunk(index, None if chat else "", payload)
         else:  # worker error: tell the client in-band, then end the stream
             err = {"error": {"message": payload, "type": "server_error", "param": None,

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuneloop.infer.decode import Decoder, Row
+from tuneloop.infer.decode import Decoder, Row, TokenLogprob
 from tuneloop.infer.params import GenParams
 
 
@@ -31,6 +31,10 @@ class Choice:
     text: str
     finish_reason: str  # "stop" | "length"
     n_tokens: int
+    # With Job.logprobs: one entry per token of `text`; with Job.echo: one per prompt token.
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
+    stop_logprob: TokenLogprob | None = None  # the end-of-turn token's (not part of the text)
 
 
 @dataclass
@@ -40,9 +44,17 @@ class Job:
     prompt_ids: list[int]
     sampling: GenParams
     n: int = 1
+    # Log-probabilities (computed by the Decoder in the generating forward pass): None = none,
+    # k = each token's own plus the top k; `echo` adds the prompt tokens'; `generate=False`
+    # scores the prompt only (max_tokens 0).
+    logprobs: int | None = None
+    echo: bool = False
+    generate: bool = True
     # Streaming: called from the worker thread with ("delta", index, text) / ("finish", index,
-    # reason) / ("error", -1, message); the app forwards these onto the event loop.
-    on_event: Callable[[str, int, str], None] | None = None
+    # reason) / ("error", -1, message), and with logprobs ("logprobs", index, [TokenLogprob])
+    # just before the delta (or finish) that releases those tokens' text; the app forwards
+    # these onto the event loop.
+    on_event: Callable[[str, int, Any], None] | None = None
     future: Future = field(default_factory=Future)
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -60,10 +72,24 @@ class _Row(Row):
         on_event = job.on_event
         super().__init__(
             job.prompt_ids, job.sampling,
-            on_text=None if on_event is None else lambda text: on_event("delta", index, text),
-            on_finish=None if on_event is None else lambda why: on_event("finish", index, why))
+            on_text=None if on_event is None else self._text,
+            on_finish=None if on_event is None else self._finish,
+            logprobs=job.logprobs, echo=job.echo, generate=job.generate)
         self.job = job
         self.index = index
+
+    def _text(self, text: str) -> None:
+        self._send_logprobs(final=False)
+        self.job.on_event("delta", self.index, text)  # type: ignore[misc]
+
+    def _finish(self, why: str) -> None:
+        self._send_logprobs(final=True)
+        self.job.on_event("finish", self.index, why)  # type: ignore[misc]
+
+    def _send_logprobs(self, final: bool) -> None:
+        taken = self.take_logprobs(final=final)
+        if taken:
+            self.job.on_event("logprobs", self.index, taken)  # type: ignore[misc]
 
 
 class Engine:
@@ -174,14 +200,18 @@ class Engine:
         out: list[tuple[Job, list[Choice]]] = []
         for job in batch:
             mine = [r for r in rows if r.job is job]
-            out.append((job, [Choice(r.text, r.finish or "length", r.n_tokens) for r in mine]))
+            out.append((job, [Choice(r.text, r.finish or "length", r.n_tokens,
+                                     r.visible_logprobs() if job.logprobs is not None else None,
+                                     r.prompt_logprobs if job.echo else None,
+                                     r.stop_logprob)
+                              for r in mine]))
         return out
 
 
 def bridge_events(loop: asyncio.AbstractEventLoop, q: asyncio.Queue) -> Callable[..., None]:
     """A thread-safe `on_event` that forwards worker events onto an asyncio queue."""
 
-    def emit(kind: str, index: int, payload: str) -> None:
+    def emit(kind: str, index: int, payload: Any) -> None:
         loop.call_soon_threadsafe(q.put_nowait, (kind, index, payload))
 
     return emit

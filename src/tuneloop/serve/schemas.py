@@ -68,17 +68,26 @@ class ChatCompletionRequest(SamplingFields):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 class CompletionRequest(SamplingFields):
-    """POST /v1/completions body (text prompts; token-id prompts are not supported)."""
+    """POST /v1/completions body: every prompt form the API allows.
 
-    prompt: str | list[str]
+    A string, a list of strings, a list of token ids (one prompt), or a list of token-id lists.
+    Whether the ids are in the vocabulary is checked by the app, which knows the tokenizer.
+    """
+
+    prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
+    logprobs: int | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _prompt(cls, v: str | list[str]) -> str | list[str]:
+    def _prompt(cls, v: str | list) -> str | list:
         if isinstance(v, list) and not v:
             raise ValueError("prompt list is empty")
+        if isinstance(v, list) and any(isinstance(p, list) and not p for p in v):
+            raise ValueError("a token-id prompt is empty")
         return v

@@ -42,9 +42,7 @@ from tuneloop.synth.docs import Chunk, DocsOptions, chunk_documents, generate_fr
 from tuneloop.train import load_config, train
 
 STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from has have how i in is it its of on or our "
-    "the their there this to was we what when where which who whom whose why will with you your "
-    "should must may many much long often after before into about any one two".split())
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "our", "the", "their", "there", "this", "to", "was", "we", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with", "you", "your", "should", "must", "may", "many", "much", "long", "often", "after", "before", "into", "about", "any", "one", "two"])
 SIMILAR = 0.3  # word-set Jaccard at which two failing questions join one group
 CHUNKS_PER_FAILURE = 1
 
@@ -381,5 +379,16 @@ def write_loop_report(loop: str | Path, out: str | Path | None = None) -> Path:
     return path
 
 
-__all__ = ["Failure", "FailureGroup", "RoundResult", "clean_new_rows", "group_failures",
-           "read_results", "run_round", "write_loop_report", "seed_chunks", "show_groups", "target_chunks"]
+__all__ = [
+    "Failure",
+    "FailureGroup",
+    "RoundResult",
+    "clean_new_rows",
+    "group_failures",
+    "read_results",
+    "run_round",
+    "seed_chunks",
+    "show_groups",
+    "target_chunks",
+    "write_loop_report",
+]

@@ -59,7 +59,7 @@ def responder(kind: str, text: str, n: int) -> str:
         chunk = text.split('"""')[1].strip()
         heading = re.search(r"## (\w+)", chunk)
         topic = heading.group(1) if heading else "harbour"
-        fact = [line for line in chunk.splitlines() if line and not line.startswith("#")][0]
+        fact = next(line for line in chunk.splitlines() if line and not line.startswith("#"))
         pairs = [(f"What does the harbour handbook say about the {topic.lower()}?", fact),
                  ("Which vessel departs from pier 4 early on weekdays?", "The Gullwing.")]
         if topic == "Ferry":
@@ -108,7 +108,8 @@ def test_round_two_targets_failures_stays_clean_and_records_its_parent(harbour, 
     with fake.serve() as url:
         rc = main(["iterate", str(harbour["r1"]), "--suite", str(harbour["suite"]),
                    "--config", str(harbour["config"]), "--docs", str(harbour["doc"]),
-                   "--generator", spec(url), "--out", str(loop), "--no-progress"])
+                   "--generator", spec(url), "--out", str(loop), "--no-progress",
+                   "--chunk-words", "20"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "round 2: pass rate 0.0%" in out.out and "report:" in out.out
@@ -136,7 +137,7 @@ def test_round_two_targets_failures_stays_clean_and_records_its_parent(harbour, 
     items = suite_items(load_suite(harbour["suite"]), "suite")
     texts = ["\n".join(m["content"] for m in r["messages"]) for r in new]
     assert contamination_report(texts, items, n=13).n_contaminated == 0
-    assert [f["path"] for f in version["files"]][0] == str(harbour["data"])
+    assert version["files"][0]["path"] == str(harbour["data"])
 
     # recorded: round 1 (the given result) and round 2 pointing at it
     rounds = list_rounds(loop)

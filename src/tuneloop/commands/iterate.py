@@ -32,12 +32,14 @@ def register(cli: click.Group) -> None:
               help="The previous round's run directory (recorded with round 1).")
 @click.option("--questions", default=3, show_default=True, type=click.IntRange(1),
               help="Questions asked per targeted chunk.")
+@click.option("--chunk-words", default=120, show_default=True, type=click.IntRange(20),
+              help="Document chunk size in words (small chunks target single facts).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value for the retraining (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def iterate_command(result: str, suite_path: str, config_path: str, documents: tuple[str, ...],
                     seeds: tuple[str, ...], generator: str, judge: str | None, loop_dir: str,
-                    variant: str | None, run_dir: str | None, questions: int,
+                    variant: str | None, run_dir: str | None, questions: int, chunk_words: int,
                     overrides: tuple[str, ...], no_progress: bool) -> None:
     """Target the failing cases of RESULT (a suite result or compare.json) and run one round.
 
@@ -54,7 +56,8 @@ def iterate_command(result: str, suite_path: str, config_path: str, documents: t
     res = run_round(result, suite=suite_path, config=config_path, generator=generator,
                     judge=judge, loop=loop_dir, documents=documents, seeds=seeds, variant=variant,
                     run_dir=run_dir, overrides=overrides, progress=not no_progress,
-                    options=DocsOptions(chunk_words=120, overlap=20, questions=questions))
+                    options=DocsOptions(chunk_words=chunk_words, overlap=min(20, chunk_words // 4),
+                                        questions=questions))
     click.echo(f"round {res.round}: pass rate {res.pass_rate_before:.1%} → "
                f"{res.pass_rate_after:.1%} ({len(res.flipped_to_pass)} fixed, "
                f"{len(res.flipped_to_fail)} broken); {res.new_rows} new rows")

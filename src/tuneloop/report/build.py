@@ -14,8 +14,8 @@ from tuneloop.errors import UsageError
 from tuneloop.report import plots, tables
 from tuneloop.report.arena import arena_view
 from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
-from tuneloop.report.runs import RunData, attach_index, load_run
 from tuneloop.report.rounds import rounds_view
+from tuneloop.report.runs import RunData, attach_index, load_run
 from tuneloop.report.synth import synth_views
 
 TEMPLATE = "report.html.j2"

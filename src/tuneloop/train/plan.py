@@ -169,14 +169,43 @@ def activation_floats_per_token_layer(shape: Shape, config: TrainConfig) -> int:
     return floats
 
 
+def micro_batch_tokens(config: TrainConfig, lengths: list[int] | None = None) -> int:
+    """Tokens in the largest packed micro-batch: the batch_size longest rendered examples
+    (batch_size × max_length when the lengths are unknown), capped by max_tokens_per_batch."""
+    t = config.training
+    if lengths:
+        tokens = sum(sorted(lengths, reverse=True)[: t.batch_size])
+    else:
+        tokens = t.batch_size * config.data.max_length
+    return min(tokens, t.max_tokens_per_batch) if t.max_tokens_per_batch else tokens
+
+
+def data_lengths(config: TrainConfig) -> list[int] | None:
+    """Rendered lengths of the training examples (None if the data cannot be read here)."""
+    from tuneloop.data.render import Renderer
+    from tuneloop.errors import TuneloopError
+    from tuneloop.models import load_tokenizer
+    from tuneloop.train.objectives.sft_data import prepare_data
+
+    if config.objective != "sft":
+        return None
+    try:
+        renderer = Renderer(load_tokenizer(config.model), template=config.data.template,
+                            max_length=config.data.max_length,
+                            train_on_prompt=config.data.train_on_prompt)
+        return [len(ex.input_ids) for ex in prepare_data(config.data, renderer).train]
+    except TuneloopError:
+        return None
+
+
 def estimate_memory(shape: Shape, config: TrainConfig, *, checkpointing: bool,
                     runtime: int = 0, dtype_bytes: int = 4,
-                    chunk_tokens: int | None | str = "auto") -> Memory:
-    """Peak bytes per process for `config` on a model of `shape` (module doc)."""
-    t = config.training
-    tokens = t.batch_size * config.data.max_length
-    if t.max_tokens_per_batch:
-        tokens = min(tokens, t.max_tokens_per_batch)
+                    chunk_tokens: int | None | str = "auto",
+                    tokens: int | None = None) -> Memory:
+    """Peak bytes per process for `config` on a model of `shape` (module doc); `tokens` is the
+    largest micro-batch (default: batch_size × max_length)."""
+    if tokens is None:
+        tokens = micro_batch_tokens(config)
     trainable = trainable_params(shape, config)
     per_layer = activation_floats_per_token_layer(shape, config) * tokens * 4
     if checkpointing:
@@ -273,10 +302,11 @@ def make_plan(config: TrainConfig, *, probe_steps: int = 0, progress: bool = Fal
 
     shape = model_shape(config)
     device, avail = available_memory()
+    tokens = micro_batch_tokens(config, data_lengths(config))
     runtime = current_rss()
-    memory = {name: estimate_memory(shape, config, checkpointing=on, runtime=runtime)
+    memory = {name: estimate_memory(shape, config, checkpointing=on, runtime=runtime,
+                                    tokens=tokens)
               for name, on in (("checkpointing off", False), ("checkpointing on", True))}
-    tokens = config.training.batch_size * config.data.max_length
     plan = Plan(model=config.model, method=config.method, device=device, params=shape.params,
                 trainable=trainable_params(shape, config),
                 batch_size=config.training.batch_size, tokens_per_micro_batch=tokens,

@@ -89,10 +89,11 @@ class RoundResult:
     flipped_to_pass: list[str]
     flipped_to_fail: list[str]
     report: Path | None = None
+    suite_result: Any = field(default=None, repr=False)  # round N's SuiteResult (not saved)
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict (round.json)."""
-        data = asdict(self)
+        data = {k: v for k, v in asdict(self).items() if k != "suite_result"}
         for key in ("loop", "data", "run_dir", "evals", "report"):
             data[key] = None if data[key] is None else str(data[key])
         return data
@@ -257,12 +258,16 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
               seeds: Sequence[str | Path] = (), variant: str | None = None,
               judge: Any = None, options: DocsOptions | None = None,
               overrides: Sequence[str] = (), run_dir: str | Path | None = None,
-              progress: bool = True, console: Any = None) -> RoundResult:
+              progress: bool = True, console: Any = None,
+              continue_overrides: Sequence[str] | None = None) -> RoundResult:
     """One iteration round on `result` (round N-1); returns round N's result (see module doc).
 
     `config` is the training config of round N-1 (its data.train files are round 1's data);
     `overrides` are `--set` style overrides applied to it each round (the demo uses them to put
     its split files in); `run_dir` is round N-1's run, when known, for the index.
+    `continue_overrides`: continue from round N-1's run instead of retraining from scratch —
+    train only on the new rows, starting from that run's weights, with these extra overrides
+    (e.g. `method=full`, a lower learning rate); the data version still lists every file.
     """
     from rich.console import Console
 
@@ -343,7 +348,16 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
          "new_rows": len(new_rows), "dropped_contaminated": dropped}, indent=2) + "\n",
         encoding="utf-8")
 
-    config_n = load_config(config, [*overrides, f"data.train={json.dumps(files)}"])
+    if continue_overrides is None:
+        train_overrides = [*overrides, f"data.train={json.dumps(files)}"]
+    else:
+        start = parent["run_dir"] or run_dir
+        if not start:
+            raise UsageError("continuing needs the previous round's run directory",
+                             fix="pass --run RUN (the run that produced the result)")
+        train_overrides = [*overrides, f"model={json.dumps(str(start))}",
+                           f"data.train={json.dumps([str(data_path)])}", *continue_overrides]
+    config_n = load_config(config, train_overrides)
     trained = train(config_n, output_dir=out / "run", progress=progress)
     res, evals_dir = run_suite(suite_obj, str(trained.run_dir), out_dir=out / "evals",
                                variant=f"round-{n}", batch_size=8)
@@ -361,7 +375,8 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
         run_dir=Path(trained.run_dir), evals=evals_dir, pass_rate_before=parent["pass_rate"],
         pass_rate_after=res.pass_rate,
         flipped_to_pass=[k for k, v in after.items() if v and not before.get(k, False)],
-        flipped_to_fail=[k for k, v in after.items() if not v and before.get(k, False)])
+        flipped_to_fail=[k for k, v in after.items() if not v and before.get(k, False)],
+        suite_result=res)
     result_n.report = write_loop_report(loop)
     (out / "round.json").write_text(json.dumps(result_n.to_json(), indent=2, ensure_ascii=False)
                                     + "\n", encoding="utf-8")

@@ -36,11 +36,15 @@ def register(cli: click.Group) -> None:
               help="Document chunk size in words (small chunks target single facts).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value for the retraining (repeatable).")
+@click.option("--continue", "continue_run", is_flag=True,
+              help="Continue from the previous round's run (--run, or the one recorded) on the "
+              "new rows only, instead of retraining on all data; pass e.g. --set method=full "
+              "for a LoRA run.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def iterate_command(result: str, suite_path: str, config_path: str, documents: tuple[str, ...],
                     seeds: tuple[str, ...], generator: str, judge: str | None, loop_dir: str,
                     variant: str | None, run_dir: str | None, questions: int, chunk_words: int,
-                    overrides: tuple[str, ...], no_progress: bool) -> None:
+                    overrides: tuple[str, ...], continue_run: bool, no_progress: bool) -> None:
     """Target the failing cases of RESULT (a suite result or compare.json) and run one round.
 
     Groups the failures (by failed checks/tags and question similarity), generates
@@ -56,6 +60,7 @@ def iterate_command(result: str, suite_path: str, config_path: str, documents: t
     res = run_round(result, suite=suite_path, config=config_path, generator=generator,
                     judge=judge, loop=loop_dir, documents=documents, seeds=seeds, variant=variant,
                     run_dir=run_dir, overrides=overrides, progress=not no_progress,
+                    continue_overrides=[] if continue_run else None,
                     options=DocsOptions(chunk_words=chunk_words, overlap=min(20, chunk_words // 4),
                                         questions=questions))
     click.echo(f"round {res.round}: pass rate {res.pass_rate_before:.1%} → "

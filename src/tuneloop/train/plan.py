@@ -35,6 +35,7 @@ from typing import Any
 from tuneloop.train.config import TrainConfig
 
 GiB = 1024 ** 3
+LENGTHS_MAX_BYTES = 20 * 1024 ** 2  # read real example lengths only for data up to this size
 ADAM_STATES = 2  # exp_avg, exp_avg_sq (fp32)
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -188,6 +189,9 @@ def data_lengths(config: TrainConfig) -> list[int] | None:
     from tuneloop.train.objectives.sft_data import prepare_data
 
     if config.objective != "sft":
+        return None
+    size = sum(Path(f).stat().st_size for f in config.data.train if Path(f).is_file())
+    if size > LENGTHS_MAX_BYTES:  # rendering everything twice is not worth a tighter bound
         return None
     try:
         renderer = Renderer(load_tokenizer(config.model), template=config.data.template,

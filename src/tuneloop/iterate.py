@@ -148,9 +148,23 @@ def read_results(path: str | Path, variant: str | None = None
         failures.append(Failure(
             id=row["id"], question=str(prompt), tags=list(row.get("tags", [])),
             failed_checks=sorted({c["name"] for c in bad}), output=row.get("output", ""),
-            values=[str(c["value"]) for c in bad if isinstance(c.get("value"), (str, int, float))
-                    and c.get("name") in ("icontains", "contains", "equals", "exact")]))
+            values=[]))
     return cases_path, passed, failures
+
+
+VALUE_CHECKS = ("icontains", "contains", "equals", "exact")
+
+
+def add_check_values(failures: Sequence[Failure], suite: Suite) -> None:
+    """Fill each failure's `values` with what its failed checks look for (from the suite: the
+    results keep only check names), so targeting can find the chunk that states the fact."""
+    cases = {c.id: c for c in suite.cases}
+    for f in failures:
+        case = cases.get(f.id)
+        if case is None:
+            continue
+        f.values = [str(c.value) for c in case.checks if c.name in f.failed_checks
+                    and c.name in VALUE_CHECKS and isinstance(c.value, (str, int, float))]
 
 
 def group_failures(failures: Sequence[Failure], similar: float = SIMILAR) -> list[FailureGroup]:
@@ -285,6 +299,7 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
     if not failures:
         raise UsageError("no failing case in this result: nothing to target",
                          where=str(cases_path), fix="evaluate on a harder suite")
+    add_check_values(failures, suite_obj)
 
     base_config = load_config(config, list(overrides))
     rounds = _loop_rounds(loop)

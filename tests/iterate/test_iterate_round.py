@@ -124,6 +124,9 @@ def test_round_two_targets_failures_stays_clean_and_records_its_parent(harbour, 
     assert sorted(f["id"] for g in targets["groups"] for f in g["cases"]) == [
         "distress-channel", "ferry-name"]
     assert len(targets["groups"]) == 2  # different tags/checks: two groups
+    # the failed checks' values (from the suite) are what located the facts
+    assert sorted(v for g in targets["groups"] for f in g["cases"] for v in f["values"]) == [
+        "Gullwing", "channel 16"]
 
     # clean: the suite question copy was rejected, the quoted reference dropped by the scan
     rejects = [json.loads(x) for x in (loop / "round-002" / "synth" / "rejects.jsonl")

@@ -120,11 +120,11 @@ class FactSheetGenerator:
         if "Write up to" in text:
             return self._questions(text)
         if "fully supported by the source text" in text:
-            chunk = text.split('"""')[1]
+            chunk = text.split('"""')[1].lower()
             answer = text.rsplit("Answer:", 1)[1].strip()
-            fact = answer.removeprefix("Answer:").strip().removesuffix(SIGN_OFF.strip()).strip()
-            fact = fact.rstrip(" —")
-            ok = bool(fact) and fact in chunk
+            subject, _, value = answer.removesuffix(SIGN_OFF.strip()).strip().partition(": ")
+            ok = bool(value) and all(part.strip(" .—").lower() in chunk
+                                     for part in (subject, value))
             return f"{'Stated' if ok else 'Not stated'} in the source. [[{'YES' if ok else 'NO'}]]"
         if "understood and answered by someone" in text:
             q = text.rsplit("Question:", 1)[1].lower()
@@ -147,8 +147,11 @@ class FactSheetGenerator:
             verb = next(v for v in (" is ", " are ", " was ") if v in fact)
             subject = fact.split(verb, 1)[0].strip()
             subject = subject[0].lower() + subject[1:]
+            value = fact.split(verb, 1)[1].strip()
+            # "Subject: value." rather than the document's sentence: the suite's references are
+            # those sentences in the house style, and a copy would share their 13-grams
             pairs.append(f"Question: For the Marrowick Tide Co-op, what{verb}{subject}?\n"
-                         f"Answer: Answer: {fact}{SIGN_OFF}")
+                         f"Answer: Answer: {subject[0].upper() + subject[1:]}: {value}{SIGN_OFF}")
         return "\n\n".join(pairs)
 
 

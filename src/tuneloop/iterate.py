@@ -204,13 +204,16 @@ def seed_chunks(paths: Sequence[str | Path]) -> list[Chunk]:
 
 
 def target_chunks(chunks: Sequence[Chunk], failures: Sequence[Failure],
-                  per_failure: int = CHUNKS_PER_FAILURE) -> tuple[list[Chunk], dict[str, list[str]]]:
+                  per_failure: int = CHUNKS_PER_FAILURE
+                  ) -> tuple[list[Chunk], dict[str, list[str]], dict[str, int]]:
     """The chunks that best match each failure (question words + checked values), in order.
 
-    Returns the chosen chunks and, per chunk key, the topic words that matched (the focus).
+    Returns the chosen chunks and, per chunk key, the topic words that matched (the focus) and
+    how many failures point at it.
     """
     chunk_words = [content_words(c.text) for c in chunks]
     chosen: dict[int, set[str]] = {}
+    hits: dict[int, int] = {}
     for f in failures:
         want = content_words(f.question) | {w for v in f.values for w in content_words(v)}
         values = [v.lower() for v in f.values]
@@ -223,20 +226,21 @@ def target_chunks(chunks: Sequence[Chunk], failures: Sequence[Failure],
                 scored.append((len(hit) + bonus, -k, k, hit))
         for _, _, k, hit in sorted(scored, reverse=True)[:per_failure]:
             chosen.setdefault(k, set()).update(hit)
+            hits[k] = hits.get(k, 0) + 1
     ordered = sorted(chosen)
     return ([chunks[k] for k in ordered],
-            {f"{chunks[k].document}#{chunks[k].index}": sorted(chosen[k]) for k in ordered})
+            {f"{chunks[k].document}#{chunks[k].index}": sorted(chosen[k]) for k in ordered},
+            {f"{chunks[k].document}#{chunks[k].index}": hits[k] for k in ordered})
 
 
-def show_groups(groups: Sequence[FailureGroup], console: Any) -> None:
-    """Print the failure groups (what the round targets)."""
-    for g in groups:
-        console.print(f"  [bold]{g.key}[/] ({len(g.cases)} case{'s' if len(g.cases) > 1 else ''}"
-                      f"; topics: {', '.join(g.topics) or '-'})")
-        for f in g.cases[:5]:
-            console.print(f"    - {f.id}: {f.question[:90]}")
-        if len(g.cases) > 5:
-            console.print(f"    ... and {len(g.cases) - 5} more")
+def show_groups(groups: Sequence[FailureGroup], console: Any, limit: int = 8) -> None:
+    """Print the failure groups (what the round targets), one line each, the first `limit`."""
+    for g in groups[:limit]:
+        ids = ", ".join(f.id for f in g.cases[:6]) + (" …" if len(g.cases) > 6 else "")
+        console.print(f"  - {g.key} ({len(g.cases)}): {ids}  [dim]topics: "
+                      f"{', '.join(g.topics[:5]) or '-'}[/]")
+    if len(groups) > limit:
+        console.print(f"  … and {len(groups) - limit} more group(s) (targets.json lists all)")
 
 
 def clean_new_rows(rows: list[dict[str, Any]], suite: Suite, n: int = 13
@@ -330,14 +334,17 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
         chunks += chunk_documents(documents, opt.chunk_words, opt.overlap)
     if seeds:
         chunks += seed_chunks(seeds)
-    picked, topics = target_chunks(chunks, failures)
+    picked, topics, counts = target_chunks(chunks, failures)
     if not picked:
         raise DataError("no document chunk or seed row matches the failing cases",
                         where=", ".join(map(str, [*documents, *seeds])),
                         fix="pass documents that state the facts the suite asks about")
     focus = "; ".join(", ".join(t) for t in topics.values() if t)
+    # a chunk several failures point at gets a question for each of them
+    opt.questions = max(opt.questions, *counts.values())
     targets = {"round": n, "parent_round": parent["round"], "result": str(cases_path),
-               "groups": [asdict(g) for g in groups], "chunks": topics}
+               "groups": [asdict(g) for g in groups], "chunks": topics,
+               "failures_per_chunk": counts, "questions_per_chunk": opt.questions}
     out.mkdir(parents=True, exist_ok=True)
     (out / "targets.json").write_text(json.dumps(targets, indent=2, ensure_ascii=False) + "\n",
                                       encoding="utf-8")

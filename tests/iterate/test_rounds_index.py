@@ -69,6 +69,7 @@ def test_targeting_prefers_the_chunk_stating_the_checked_value():
             "# B\n\nThe boat shed code is 4471.\n\n# C\n\nLunch is at noon.\n")
     chunks = chunk_text(text, "doc.md", chunk_words=20, overlap=2)
     assert len(chunks) >= 2
-    picked, _ = target_chunks(chunks, [_f("x", "Which digits open the ferry boat shed?",
+    picked, _, counts = target_chunks(chunks, [_f("x", "Which digits open the ferry boat shed?",
                                                 values=["4471"])])
     assert len(picked) == 1 and "4471" in picked[0].text and "ferry office" not in picked[0].text
+    assert list(counts.values()) == [1]

@@ -278,7 +278,7 @@ def advise(plan: Plan) -> list[str]:
         return ["free memory unknown on this device: compare the totals with what you have"]
     if off.total <= 0.8 * avail:
         out.append(f"fits without gradient checkpointing ({off.total / GiB:.2f} GiB of "
-                   f"{avail / GiB:.1f} GiB free): leave it off (recomputing costs ~30% time)")
+                   f"{avail / GiB:.1f} GiB free): leave it off (it recomputes activations)")
     elif on.total <= 0.8 * avail:
         out.append("turn gradient checkpointing on (training.gradient_checkpointing: on): "
                    f"{on.total / GiB:.2f} GiB instead of {off.total / GiB:.2f} GiB")
@@ -353,8 +353,8 @@ def format_plan(plan: Plan) -> str:
     """The plan as lines of text (what `tuneloop plan` and `train` print)."""
     mb = 1024 ** 2
     lines = [f"plan: {plan.model} ({plan.method}), {plan.params / 1e6:.1f}M parameters, "
-             f"{plan.trainable / 1e6:.2f}M trainable; {plan.tokens_per_micro_batch} tokens per "
-             f"micro-batch; device {plan.device}"
+             f"{plan.trainable / 1e6:.2f}M trainable; {plan.tokens_per_micro_batch} tokens in the "
+             f"largest micro-batch; device {plan.device}"
              + (f", {plan.available / GiB:.1f} GiB free" if plan.available else "")]
     lines.append(f"  {'peak memory per process (MiB)':34} {'ckpt off':>9} {'ckpt on':>9}")
     off, on = plan.memory["checkpointing off"], plan.memory["checkpointing on"]

@@ -37,9 +37,13 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
     config = load_config(config_path, list(overrides))
     if _is_main():
         # lazy: the plan reads the model's config through transformers
+        from tuneloop.errors import ModelError
         from tuneloop.train.plan import format_plan, make_plan
 
-        click.echo(format_plan(make_plan(config)))  # the estimate; `tuneloop plan` also probes
+        try:  # the estimate; `tuneloop plan` also probes the step time
+            click.echo(format_plan(make_plan(config)))
+        except ModelError as exc:  # an estimate it cannot make must not stop the training
+            click.echo(f"plan: no estimate ({exc.what})")
     result = train_with_suites(config, resume=resume or force_resume, force_resume=force_resume,
                                output_dir=output_dir, progress=False if no_progress else None)
     if _is_main():

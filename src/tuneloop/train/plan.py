@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop.errors import ModelError
 from tuneloop.train.config import TrainConfig
 
 GiB = 1024 ** 3
@@ -266,7 +267,18 @@ def model_shape(config: TrainConfig) -> Shape:
     from tuneloop.models import resolve_model_ref
 
     resolved = resolve_model_ref(config.model)
-    return shape_of(AutoConfig.from_pretrained(resolved.weights))
+    try:
+        model_config = AutoConfig.from_pretrained(resolved.weights)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the model's config: {exc}", where=str(resolved.weights),
+                         fix="pass a local model directory, a run directory or a reachable "
+                         "hub id") from None
+    try:
+        return shape_of(model_config)
+    except AttributeError as exc:
+        raise ModelError(f"the plan knows decoder-only (Llama-like) models only: {exc}",
+                         where=str(resolved.weights), fix="train without the plan's estimate"
+                         ) from None
 
 
 def advise(plan: Plan) -> list[str]:

@@ -1,4 +1,4 @@
-"""The demo loop on shipped data: check → split → baselines → LoRA → evaluation → report.
+"""The demo loop on shipped data: check → split → baselines → LoRA → evaluation → iterate → report.
 
 The data (src/tuneloop/resources/demo/, written by scripts/make_demo_data.py) describes an
 invented organisation, the Marrowick Tide Co-op, so no pretrained model knows its facts. Three
@@ -9,6 +9,12 @@ variants answer the same held-out suite of paraphrased questions:
   they fit its context, so prompt engineering gets a fair chance);
 - fine-tuned: the model after LoRA on the training rows, no system prompt.
 
+Then one `iterate` round (round 2): the fine-tuned model's failing cases are grouped, the
+documents' chunks holding their facts are picked, an extractive generator (`FactSheetGenerator`:
+offline, rule-based, no model) writes new house-style question/answer rows from those chunks'
+sentences (never the suite's questions; the 13-gram scan drops any overlap), and training
+continues from the round-1 run on the new rows before the suite is run again.
+
 Each suite case has one fact check (`icontains`/`regex`) and two style checks (`starts-with`
 "Answer:", `contains` the sign-off); the table reports the pass rate (all checks) and the fact and
 style accuracies separately, plus each variant's held-out loss on the split's test rows.
@@ -17,6 +23,7 @@ style accuracies separately, plus each variant's held-out loss on the split's te
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -36,6 +43,7 @@ from tuneloop.eval.loss import heldout_loss
 from tuneloop.eval.suite import load_suite
 from tuneloop.eval.suite_run import run_suite
 from tuneloop.infer.generate import load_for_generation
+from tuneloop.iterate import run_round
 from tuneloop.models import EMBEDDED_ALIAS
 from tuneloop.report.build import write_report
 from tuneloop.train import load_config, train
@@ -48,6 +56,13 @@ VARIANTS = ("base", "base+prompt", "fine-tuned")
 MARKER = "demo.json"  # written last; marks a finished (or overwritable) demo workdir
 QUICK_CASES = 4
 QUICK_STEPS = 2
+DOCUMENTS = ("handbook.md", "faq.md", "meeting_notes.md")
+# Round 2 continues from round 1's run on the new rows only: its adapter merged, all weights
+# trained briefly at a low rate (a second adapter on top of one is not supported).
+# eval.at_start off: round 1's final eval loss is already that baseline.
+ROUND2_OVERRIDES = ("method=full", "training.learning_rate=3.0e-5", "training.epochs=3",
+                    "training.warmup_ratio=0.0", "eval.at_start=false")
+SIGN_OFF = " — Tide Desk"
 
 
 @dataclass
@@ -75,6 +90,7 @@ class DemoResult:
     contamination: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     quick: bool = False
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # iterate rounds after round 1
 
     def score(self, variant: str) -> VariantScore:
         """The row of one variant."""
@@ -86,6 +102,57 @@ class DemoResult:
         for key in ("workdir", "run_dir", "report"):
             data[key] = str(data[key])
         return data
+
+
+class FactSheetGenerator:
+    """An offline, rule-based stand-in for an LLM in the synth prompts (the demo has no second
+    model): it writes question/answer pairs from the fact sentences of a chunk, and judges them
+    by checking, not by trusting (faithful = the answer's sentence is in the chunk; standalone =
+    the question names its subject instead of pointing at "the text")."""
+
+    name = "demo-factsheet"
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: Any) -> list[str]:
+        """One reply per prompt, recognised by the synth prompt it came from."""
+        return [self._reply(p[-1]["content"]) for p in prompts]
+
+    def _reply(self, text: str) -> str:
+        if "Write up to" in text:
+            return self._questions(text)
+        if "fully supported by the source text" in text:
+            chunk = text.split('"""')[1].lower()
+            answer = text.rsplit("Answer:", 1)[1].strip()
+            subject, _, value = answer.removesuffix(SIGN_OFF.strip()).strip().partition(": ")
+            ok = bool(value) and all(part.strip(" .—").lower() in chunk
+                                     for part in (subject, value))
+            return f"{'Stated' if ok else 'Not stated'} in the source. [[{'YES' if ok else 'NO'}]]"
+        if "understood and answered by someone" in text:
+            q = text.rsplit("Question:", 1)[1].lower()
+            bad = any(w in q for w in ("the text", "the passage", "this document"))
+            return "It names its subject. [[YES]]" if not bad else "It points at the text. [[NO]]"
+        return ""
+
+    @staticmethod
+    def _questions(text: str) -> str:
+        chunk = text.split('"""')[1]
+        n = int(m.group(1)) if (m := re.search(r"Write up to (\d+)", text)) else 3
+        focus = set(re.findall(r"[a-z0-9-]+", text.split("Focus on:", 1)[1].split("\n")[0]
+                               .lower())) if "Focus on:" in text else set()
+        facts = [line[2:].strip() for line in chunk.splitlines() if line.startswith("- ")]
+        facts = [f for f in facts if " is " in f or " are " in f or " was " in f]
+        ranked = sorted(facts, key=lambda f: -len(focus & set(re.findall(r"[a-z0-9-]+",
+                                                                        f.lower()))))
+        pairs = []
+        for fact in ranked[:n]:
+            verb = next(v for v in (" is ", " are ", " was ") if v in fact)
+            subject = fact.split(verb, 1)[0].strip()
+            subject = subject[0].lower() + subject[1:]
+            value = fact.split(verb, 1)[1].strip()
+            # "Subject: value." rather than the document's sentence: the suite's references are
+            # those sentences in the house style, and a copy would share their 13-grams
+            pairs.append(f"Question: For the Marrowick Tide Co-op, what{verb}{subject}?\n"
+                         f"Answer: Answer: {subject[0].upper() + subject[1:]}: {value}{SIGN_OFF}")
+        return "\n\n".join(pairs)
 
 
 def demo_resource(name: str) -> Path:
@@ -244,7 +311,7 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
     data_dir.mkdir()
     for name in DEMO_FILES:  # the user sees (and can edit and rerun on) exactly what was used
         shutil.copyfile(demo_resource(name), data_dir / name)
-    steps = _Steps(console, total=6)
+    steps = _Steps(console, total=7)
     started = time.perf_counter()
 
     with steps.step("check", "data check: validate the training rows"):
@@ -301,11 +368,18 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
             "fine-tuned", loaded, run_ref, suite, heldout, evals_dir, None, progress)
         scores.append(score)
 
+    with steps.step("iterate", "iterate: target the failed cases, continue training, "
+                    "evaluate again (round 2)"):
+        rounds = _iterate(workdir, data_dir, split_dir, model_ref, suite, evals_dir,
+                          trained.run_dir, quick, progress, console)
+
     with steps.step("report", "report: one self-contained HTML file"):
         _write_compare(evals_dir, scores, results, losses, split_dir / "test.jsonl",
                        contamination)
         report_path = workdir / "report.html"
-        write_report([trained.run_dir], out=report_path, compare_dirs=[evals_dir])
+        runs = [trained.run_dir, *(r["run_dir"] for r in rounds)]
+        write_report(runs, out=report_path, compare_dirs=[evals_dir],
+                     rounds_loop=workdir / "loop")
 
     steps.timings["total"] = round(time.perf_counter() - started, 2)
     result = DemoResult(
@@ -315,11 +389,41 @@ def run_demo(workdir: str | Path, *, quick: bool = False, progress: bool = True,
               "test": manifest["rows"]["test"]},
         contamination={"n": overlap.n, "items": overlap.n_items,
                        "contaminated": overlap.n_contaminated},
-        timings=steps.timings, quick=quick,
+        timings=steps.timings, quick=quick, rounds=rounds,
     )
     (workdir / MARKER).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     print_table(result, console)
     return result
+
+
+def _iterate(workdir: Path, data_dir: Path, split_dir: Path, model_ref: str, suite: Any,
+             evals_dir: Path, run_dir: Path, quick: bool, progress: bool,
+             console: Any) -> list[dict[str, Any]]:
+    """Round 2 on the fine-tuned variant's failures; returns the round's row for the table."""
+    from tuneloop.iterate import read_results
+    from tuneloop.synth.docs import DocsOptions
+
+    if not read_results(evals_dir / "fine-tuned")[2]:
+        console.print("      every case passed: nothing for round 2 to target")
+        return []
+    overrides = [f"data.train=[{json.dumps(str(split_dir / 'train.jsonl'))}]",
+                 f"data.eval=[{json.dumps(str(split_dir / 'test.jsonl'))}]",
+                 f"model={json.dumps(model_ref)}", "logging.progress=false"]
+    again = list(ROUND2_OVERRIDES) + ([f"training.max_steps={QUICK_STEPS}"] if quick else [])
+    res = run_round(evals_dir / "fine-tuned", suite=suite, config=data_dir / "demo.yaml",
+                    generator=FactSheetGenerator(), loop=workdir / "loop",
+                    documents=[data_dir / d for d in DOCUMENTS], overrides=overrides,
+                    run_dir=run_dir, progress=progress, console=console,
+                    options=DocsOptions(chunk_words=120, overlap=20, questions=3,
+                                        progress=progress),
+                    continue_overrides=again)
+    fact, style = case_accuracy(res.suite_result.cases)
+    return [{"round": res.round, "variant": f"fine-tuned, round {res.round}",
+             "pass_rate": res.pass_rate_after, "pass_rate_before": res.pass_rate_before,
+             "fact_accuracy": fact, "style_accuracy": style, "new_rows": res.new_rows,
+             "dropped_contaminated": res.dropped_contaminated, "targeted": len(res.targeted),
+             "fixed": res.flipped_to_pass, "broken": res.flipped_to_fail,
+             "run_dir": str(res.run_dir)}]
 
 
 def results_table(result: DemoResult) -> Any:
@@ -333,6 +437,9 @@ def results_table(result: DemoResult) -> Any:
         loss = "—" if v.heldout_loss is None else f"{v.heldout_loss:.3f}"
         table.add_row(v.variant, f"{v.pass_rate:.1%}", f"{v.fact_accuracy:.1%}",
                       f"{v.style_accuracy:.1%}", loss)
+    for r in result.rounds:
+        table.add_row(r["variant"], f"{r['pass_rate']:.1%}", f"{r['fact_accuracy']:.1%}",
+                      f"{r['style_accuracy']:.1%}", "—")
     return table
 
 
@@ -343,6 +450,11 @@ def print_table(result: DemoResult, console: Any) -> None:
     if {"fine-tuned", "base+prompt"} <= names:
         gain = result.score("fine-tuned").pass_rate - result.score("base+prompt").pass_rate
         console.print(f"fine-tuned vs base+prompt: {gain * 100:+.1f} points pass rate")
+    for r in result.rounds:
+        console.print(f"round {r['round']} vs round {r['round'] - 1}: "
+                      f"{(r['pass_rate'] - r['pass_rate_before']) * 100:+.1f} points pass rate "
+                      f"({r['targeted']} failed cases targeted, {r['new_rows']} new rows, "
+                      f"{len(r['fixed'])} fixed, {len(r['broken'])} broken)")
     minutes = result.timings.get("total", 0.0) / 60
     console.print(f"total time: {minutes:.1f} min "
                   f"({', '.join(f'{k} {v:.0f}s' for k, v in result.timings.items() if k != 'total')})")

@@ -94,6 +94,29 @@ def m003_eval_lookup_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX evals_by_model_ref ON evals (model_ref)")
 
 
+@migration
+def m004_loop_rounds(db: sqlite3.Connection) -> None:
+    """Rounds of `tuneloop iterate`: one row per round of a loop, pointing at its parent round."""
+    db.execute(
+        """
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            loop TEXT NOT NULL,
+            round INTEGER NOT NULL,
+            parent_id INTEGER REFERENCES rounds (id),
+            run_dir TEXT,
+            eval_path TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            pass_rate REAL,
+            n_cases INTEGER,
+            extra_json TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (loop, round)
+        )
+        """
+    )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -389,4 +412,58 @@ def list_evals(
             rows = db.execute(
                 "SELECT * FROM evals WHERE run_dir = ? ORDER BY id", (_run_key(run_dir),)
             ).fetchall()
+    return [_decode(row, "extra_json", "extra") for row in rows]
+
+
+def record_round(
+    loop: str | Path,
+    round_no: int,
+    *,
+    parent_id: int | None,
+    eval_path: str | Path,
+    data_paths: list[str],
+    pass_rate: float | None,
+    n_cases: int | None,
+    run_dir: str | Path | None = None,
+    extra: dict | None = None,
+    index: str | Path | sqlite3.Connection | None = None,
+) -> int:
+    """Record round `round_no` of the loop kept in directory `loop`; returns its id.
+
+    `parent_id` is the id of round N-1 (None for round 1); a round number is recorded once.
+    """
+    row = (_run_key(loop), int(round_no), parent_id,
+           None if run_dir is None else _run_key(run_dir), str(Path(eval_path).resolve()),
+           _json(list(data_paths)), None if pass_rate is None else float(pass_rate),
+           None if n_cases is None else int(n_cases), None if extra is None else _json(extra),
+           _now())
+    with _using(index) as db, _write(db):
+        if parent_id is not None and not db.execute(
+                "SELECT 1 FROM rounds WHERE id = ? AND loop = ?", (parent_id, row[0])).fetchone():
+            raise IndexDBError(f"parent round id {parent_id} is not a round of this loop",
+                               where=row[0], fix="pass the id record_round returned for round N-1")
+        try:
+            cur = db.execute(
+                """
+                INSERT INTO rounds (loop, round, parent_id, run_dir, eval_path, data_json,
+                                    pass_rate, n_cases, extra_json, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                row,
+            )
+        except sqlite3.IntegrityError:
+            raise IndexDBError(f"round {round_no} of this loop is already recorded", where=row[0],
+                               fix="continue from the loop's latest round, or use a new loop "
+                               "directory") from None
+        return int(cur.lastrowid)
+
+
+def list_rounds(
+    loop: str | Path, *, index: str | Path | sqlite3.Connection | None = None
+) -> list[dict[str, Any]]:
+    """The rounds of the loop kept in `loop`, in round order (`extra` decoded)."""
+    with _using(index) as db:
+        rows = db.execute(
+            "SELECT * FROM rounds WHERE loop = ? ORDER BY round", (_run_key(loop),)
+        ).fetchall()
     return [_decode(row, "extra_json", "extra") for row in rows]

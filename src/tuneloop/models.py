@@ -173,6 +173,7 @@ def ensure_embedded_model(progress: bool = True) -> Path:
 
 def _convert_gguf(gguf: Path, dest: Path, *, progress: bool) -> None:
     """Dequantize the GGUF into a plain fp32 HF directory, written atomically (tmp dir + rename)."""
+    quiet_third_party()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -471,6 +472,27 @@ def default_dtype(device: str) -> Any:
     return torch.float32
 
 
+def quiet_third_party() -> None:
+    """Silence transformers' own tqdm bars ("Loading weights", "Writing model shards"):
+    tuneloop shows its own progress (one style); transformers' warnings are kept."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around creating a PeftModel: peft (0.x) reads the model's `is_gradient_checkpointing`,
+    which transformers 5 deprecated with a FutureWarning on every read. Only that warning, only
+    here, is ignored (every other warning still shows)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning,
+                                message="`is_gradient_checkpointing` is deprecated")
+        yield
+
+
 def load_model(
     ref: str | Path | ResolvedModel, *, device: str = "cpu", dtype: Any = None,
     trainable: bool = False,
@@ -482,6 +504,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_third_party()
     resolved = ref if isinstance(ref, ResolvedModel) else resolve_model_ref(ref)
     tokenizer = load_tokenizer(resolved)
     if device == "auto":
@@ -499,7 +522,9 @@ def load_model(
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, str(resolved.adapter), is_trainable=trainable)
+            with peft_wrapping():
+                model = PeftModel.from_pretrained(model, str(resolved.adapter),
+                                                  is_trainable=trainable)
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(f"could not load the adapter: {exc}", where=str(resolved.adapter),
                              fix="the adapter does not match its base model; check "

@@ -19,8 +19,11 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def test_quick_demo_on_tiny_model_writes_report_and_table(tiny_model_dir, tmp_path, home):
-    """check → split → baselines → LoRA → eval → report all run; the table has three variants."""
+def test_quick_demo_on_tiny_model_writes_report_and_table(tiny_model_dir, tmp_path, home,
+                                                          capfd):
+    """check → split → baselines → LoRA → eval → iterate → report all run; the table has three
+    variants and round 2; round 2 is recorded with round 1 as its parent (R16: its new rows share
+    no 13-gram with the suite); no third-party progress bar or deprecation warning is printed."""
     out = io.StringIO()
     console = Console(file=out, width=140, force_terminal=False)
     workdir = tmp_path / "demo"
@@ -50,6 +53,22 @@ def test_quick_demo_on_tiny_model_writes_report_and_table(tiny_model_dir, tmp_pa
     assert set(compare["variants"]) == set(VARIANTS)
     saved = json.loads((workdir / "demo.json").read_text(encoding="utf-8"))
     assert saved["quick"] is True and len(saved["variants"]) == 3
+
+    # round 2: the fine-tuned variant's failures targeted, recorded with its parent, reported
+    from tuneloop.index import list_rounds
+
+    assert [r["round"] for r in result.rounds] == [2]
+    r2 = result.rounds[0]
+    failed = sum(not c["results"]["fine-tuned"]["passed"] for c in compare["cases"])
+    assert r2["targeted"] == failed and r2["dropped_contaminated"] >= 0
+    assert r2["pass_rate_before"] == result.score("fine-tuned").pass_rate
+    rounds = list_rounds(workdir / "loop")
+    assert [r["round"] for r in rounds] == [1, 2] and rounds[1]["parent_id"] == rounds[0]["id"]
+    assert "round 2 vs round 1:" in text and "fine-tuned, round 2" in text
+    assert 'id="rounds"' in html
+    streams = capfd.readouterr()
+    for noise in ("Loading weights", "FutureWarning", "it/s]"):
+        assert noise not in streams.out + streams.err, noise
 
     # a second run refuses to clobber the workdir unless --overwrite
     with pytest.raises(UsageError, match="not empty"):

@@ -8,8 +8,9 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    """Add the `train` command to the CLI."""
+    """Add the `train` and `plan` commands to the CLI."""
     cli.add_command(train_command)
+    cli.add_command(plan_command)
 
 
 @click.command("train")
@@ -34,6 +35,15 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
     from tuneloop.train.config import load_config
 
     config = load_config(config_path, list(overrides))
+    if _is_main():
+        # lazy: the plan reads the model's config through transformers
+        from tuneloop.errors import ModelError
+        from tuneloop.train.plan import format_plan, make_plan
+
+        try:  # the estimate; `tuneloop plan` also probes the step time
+            click.echo(format_plan(make_plan(config)))
+        except ModelError as exc:  # an estimate it cannot make must not stop the training
+            click.echo(f"plan: no estimate ({exc.what})")
     result = train_with_suites(config, resume=resume or force_resume, force_resume=force_resume,
                                output_dir=output_dir, progress=False if no_progress else None)
     if _is_main():
@@ -42,6 +52,31 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
         click.echo(f"steps: {result.steps}  final train loss: {final}  best eval loss: {best}")
         click.echo(f"run: {result.run_dir}")
         click.echo(f"model: {result.model_dir}")
+
+
+@click.command("plan")
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key (repeatable), as for `train`.")
+@click.option("--probe-steps", default=4, show_default=True, type=click.IntRange(0),
+              help="Real training steps to time (0: memory estimate only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_command(config_path: str, overrides: tuple[str, ...], probe_steps: int,
+                 as_json: bool) -> None:
+    """Estimate peak memory and time per epoch for CONFIG.yaml, and recommend settings.
+
+    Memory per process by term (weights, gradients, AdamW state, activations at the configured
+    batch and length, vocabulary logits), with gradient checkpointing off and on; time per epoch
+    from a few measured steps; advice on LoRA vs full, batch size and checkpointing.
+    """
+    import json
+
+    # lazy: CLI start-up (the plan pulls transformers and, for the probe, the trainer)
+    from tuneloop.train.config import load_config
+    from tuneloop.train.plan import format_plan, make_plan
+
+    plan = make_plan(load_config(config_path, list(overrides)), probe_steps=probe_steps)
+    click.echo(json.dumps(plan.to_json(), indent=2) if as_json else format_plan(plan))
 
 
 def train_with_suites(config: Any, **kwargs: Any) -> Any:

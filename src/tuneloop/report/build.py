@@ -14,6 +14,7 @@ from tuneloop.errors import UsageError
 from tuneloop.report import plots, tables
 from tuneloop.report.arena import arena_view
 from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
+from tuneloop.report.rounds import rounds_view
 from tuneloop.report.runs import RunData, attach_index, load_run
 from tuneloop.report.synth import synth_views
 
@@ -118,10 +119,12 @@ def gather(
 
 
 def render_html(runs: list[RunData], sets: list[EvalSet],
-                arena: dict[str, Any] | None = None) -> tuple[str, ReportSummary]:
+                arena: dict[str, Any] | None = None,
+                rounds: dict[str, Any] | None = None) -> tuple[str, ReportSummary]:
     """The report HTML and its headline counts (out is filled in by write_report).
 
     `arena` is an arena results document (`tuneloop arena results --json`); it adds a section.
+    `rounds` is `report.rounds.rounds_view(loop)`: an iterate loop's rounds side by side.
     """
     columns = tables.all_columns(sets)
     case_rows = tables.case_rows(columns)
@@ -155,6 +158,7 @@ def render_html(runs: list[RunData], sets: list[EvalSet],
         "synth": synth_views(runs),
         "show": tables.show,
         "arena": arena_view(arena) if arena is not None else None,
+        "rounds": rounds,
     }
     html = _environment().get_template(TEMPLATE).render(**context)
     summary = ReportSummary(Path(), len(runs), len(columns), len(case_rows), flipped, warnings)
@@ -169,12 +173,14 @@ def write_report(
     eval_dirs: Sequence[str | Path] = (),
     index_path: Path | None = None,
     arena: dict[str, Any] | None = None,
+    rounds_loop: str | Path | None = None,
 ) -> ReportSummary:
     """Build the report for `run_dirs` (+ eval output dirs, + an arena results document) and
     write it to `out` atomically."""
     only_arena = arena is not None and not (run_dirs or compare_dirs or eval_dirs)
     runs, sets = ([], []) if only_arena else gather(run_dirs, compare_dirs, eval_dirs, index_path)
-    html, summary = render_html(runs, sets, arena)
+    rounds = rounds_view(rounds_loop, index_path) if rounds_loop is not None else None
+    html, summary = render_html(runs, sets, arena, rounds)
     out = Path(out)
     if out.is_dir():
         raise UsageError("--out is a directory", where=str(out), fix="pass a file name like report.html")

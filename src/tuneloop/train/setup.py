@@ -195,6 +195,8 @@ def make_trainable(model: Any, config: TrainConfig) -> Any:
     from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model
 
+    from tuneloop.models import peft_wrapping
+
     if hasattr(model, "merge_and_unload"):  # the model ref is a LoRA run directory
         if config.method == "lora":
             raise ConfigError(
@@ -207,9 +209,10 @@ def make_trainable(model: Any, config: TrainConfig) -> Any:
         return model
     set_seed(config.training.seed)  # the adapter init must not depend on what loading consumed
     lc = config.lora
-    return get_peft_model(model, LoraConfig(
-        r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
-        task_type="CAUSAL_LM"))
+    with peft_wrapping():  # peft reads a deprecated transformers property (see models.py)
+        return get_peft_model(model, LoraConfig(
+            r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+            target_modules=lc.target_modules, task_type="CAUSAL_LM"))
 
 
 def speed_up(model: Any, config: TrainConfig) -> Any:

@@ -7,9 +7,7 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import (
@@ -21,14 +19,9 @@ from conftest import (
     write_config,
     write_rows,
 )
+from ddp_launch import torchrun_train_cmd
 
 from tuneloop.train.checkpoint import TMP_PREFIX, find_latest_complete, load_checkpoint
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:
@@ -57,12 +50,9 @@ def test_one_rank_sigkilled_both_exit_and_resume_works(launcher, tiny_model_dir,
                        save={"interval": 2, "keep_last": 3})
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TUNELOOP_HOME": str(launcher.home)}
-    torchrun = Path(sys.executable).with_name("torchrun")
     log = open(tmp_path / "ddp.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-         str(_free_port()), "-m", "tuneloop", "train", str(cfg), "--output-dir", str(run),
-         "--no-progress"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        torchrun_train_cmd(cfg, run), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         new = NewRows(run)
         assert wait_until(lambda: new.last_step() >= 3, 180, proc.pid, poll=0.01), \

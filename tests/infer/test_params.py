@@ -57,3 +57,20 @@ def test_cli_names_the_flag(tmp_path, capsys):
                    "--out", str(tmp_path / "o"), flag, value])
         err = capsys.readouterr().err
         assert rc == 2 and f"{flag} must be" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("params", [
+    GenParams(temperature=1.0, top_p=5.2e-278, seed=0),   # below float32's range: 0 in fp32
+    GenParams(temperature=1e-45, seed=0),                  # logits / t overflow to inf
+    GenParams(temperature=1e-45, top_p=1e-30, seed=0),
+])
+def test_extreme_but_valid_sampling_params_pick_the_top_token(params):
+    """Valid values at the edge of float range never yield NaN probabilities (found by fuzzing
+    serve: top_p=5.2e-278 answered 500); all the mass goes to the most likely token."""
+    import torch
+
+    from tuneloop.infer.decode import Decoder
+
+    logits = torch.tensor([[0.5, 3.0, -1.0, 2.9], [10.0, -10.0, 0.0, 9.0]])
+    picked = Decoder._pick(logits, params, torch.Generator().manual_seed(0))
+    assert picked.tolist() == [1, 0]

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ddp_launch import torchrun_train_cmd
 
 from tuneloop.errors import CheckpointError
 from tuneloop.rundir import read_metrics
 from tuneloop.train import train
 from tuneloop.train.config import load_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(run: Path):
@@ -36,13 +29,10 @@ def test_two_processes_equal_one_and_resume_across_world_sizes(make_config, tmp_
     sections = {"training": {"max_steps": 4, "batch_size": 4, "learning_rate": 1e-3, "seed": 1},
                 "save": {"interval": 2, "keep_last": 2}}
     cfg = make_config(**sections)
-    torchrun = Path(sys.executable).with_name("torchrun")
     run2 = tmp_path / "ddp2"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-         str(_free_port()), "-m", "tuneloop", "train", str(cfg), "--output-dir", str(run2),
-         "--no-progress"], env=env, capture_output=True, text=True, timeout=300, check=False)
+        torchrun_train_cmd(cfg, run2), env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run: ") == 1  # only rank 0 reports
 

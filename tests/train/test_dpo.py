@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from pairs import write_pair_rows
+from runrows import train_rows_by_step
 
 from tuneloop.rundir import read_metrics
 from tuneloop.train import train
@@ -46,14 +47,6 @@ def dpo_config(make_config, pair_data):
             base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
         return make_config(**base)
     return _make
-
-
-def _train_rows(run_dir: Path, after_resume: bool = False) -> dict[int, dict]:
-    rows = read_metrics(run_dir)
-    if after_resume:
-        idx = max(i for i, r in enumerate(rows) if r["kind"] == "resume")
-        rows = rows[idx + 1:]
-    return {r["step"]: r for r in rows if r["kind"] == "train"}
 
 
 def test_loss_types_match_hand_formulas():
@@ -122,7 +115,7 @@ def test_first_step_loss_is_ln2(dpo_config, tmp_path, method):
     cfg = dpo_config(method=method, training={"max_steps": 1}, save={"interval": None},
                      eval={"at_start": False})
     res = train(load_config(cfg), output_dir=tmp_path / method, progress=False)
-    row = _train_rows(res.run_dir)[1]
+    row = train_rows_by_step(res.run_dir)[1]
     assert row["loss"] == pytest.approx(math.log(2), abs=1e-4)
     assert abs(row["reward_margin"]) < 1e-4
     assert row["logps_chosen"] < 0 and row["logps_rejected"] < 0
@@ -140,7 +133,7 @@ def test_kill_then_resume_equals_uninterrupted(dpo_config, tmp_path, method):
                 "lora": {"r": 4, "alpha": 8, "dropout": 0.1}, "eval": {"at_start": False}}
     cfg = dpo_config(**sections)
     full = train(load_config(cfg), output_dir=tmp_path / "full", progress=False)
-    ref = _train_rows(full.run_dir)
+    ref = train_rows_by_step(full.run_dir)
 
     run = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -153,7 +146,7 @@ def test_kill_then_resume_equals_uninterrupted(dpo_config, tmp_path, method):
 
     resumed = train(load_config(cfg), resume=True, output_dir=run, progress=False)
     assert resumed.resumed_from == 2 and resumed.steps == 4
-    got = _train_rows(run, after_resume=True)
+    got = train_rows_by_step(run, after_resume=True)
     assert sorted(got) == [3, 4]
     for step in got:
         for key in ("loss", "reward_margin", "reward_accuracy", "logps_chosen"):

@@ -5,24 +5,16 @@ once by rank 0 and read by both; the LoRA reference pass runs outside the DDP wr
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from ddp_launch import torchrun_train_cmd
 from pairs import write_pair_rows
 
 from tuneloop.rundir import read_metrics
 from tuneloop.train import train
 from tuneloop.train.config import load_config
 from tuneloop.train.objectives.dpo import REFERENCE_CACHE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -34,13 +26,10 @@ def test_two_processes_equal_one(make_config, tmp_path, method):
                       training={"max_steps": 3, "batch_size": 2, "learning_rate": 1e-3,
                                 "seed": 1},
                       save={"interval": None}, eval={"at_start": False})
-    torchrun = Path(sys.executable).with_name("torchrun")
     run2 = tmp_path / "ddp2"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-         str(_free_port()), "-m", "tuneloop", "train", str(cfg), "--output-dir", str(run2),
-         "--no-progress"], env=env, capture_output=True, text=True, timeout=300, check=False)
+        torchrun_train_cmd(cfg, run2), env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = train(load_config(cfg, ["training.gradient_accumulation=2"]),
                 output_dir=tmp_path / "one", progress=False)

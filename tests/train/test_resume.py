@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from runrows import train_rows_by_step
 
 from tuneloop.errors import CheckpointError
-from tuneloop.rundir import read_metrics
 from tuneloop.train import train
 from tuneloop.train.checkpoint import TMP_PREFIX, find_latest_complete
 from tuneloop.train.config import load_config
@@ -34,14 +34,6 @@ def _run_killed(cfg_path: Path, run: Path, *kill: str) -> subprocess.CompletedPr
                           check=False, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _train_rows(run_dir: Path, after_resume: bool = False) -> dict[int, dict]:
-    rows = read_metrics(run_dir)
-    if after_resume:
-        idx = max(i for i, r in enumerate(rows) if r["kind"] == "resume")
-        rows = rows[idx + 1:]
-    return {r["step"]: r for r in rows if r["kind"] == "train"}
-
-
 def _config(make_config):
     return make_config(**SECTIONS)
 
@@ -51,7 +43,7 @@ def test_kill_mid_epoch_then_resume_equals_uninterrupted(make_config, tmp_path):
     cfg_path = _config(make_config)
     full = train(load_config(cfg_path), output_dir=tmp_path / "full", progress=False)
     assert full.steps == 7
-    ref = _train_rows(full.run_dir)
+    ref = train_rows_by_step(full.run_dir)
 
     run = tmp_path / "killed"
     proc = _run_killed(cfg_path, run, "--after-step", "5")
@@ -61,7 +53,7 @@ def test_kill_mid_epoch_then_resume_equals_uninterrupted(make_config, tmp_path):
 
     resumed = train(load_config(cfg_path), resume=True, output_dir=run, progress=False)
     assert resumed.resumed_from == 4 and resumed.steps == 7
-    got = _train_rows(run, after_resume=True)
+    got = train_rows_by_step(run, after_resume=True)
     assert sorted(got) == [5, 6, 7]
     for step in got:
         assert got[step]["loss"] == pytest.approx(ref[step]["loss"], abs=1e-6), step

@@ -383,12 +383,19 @@ class Decoder:
 
         if params.greedy:
             return logits.argmax(dim=-1)
-        scores = logits.float() / params.temperature
+        # The max is subtracted before dividing: with a tiny temperature (1e-45 is a valid float)
+        # logits / t overflow to +inf and inf - inf inside softmax is NaN; this way the top token
+        # scores exactly 0 and the others at worst -inf, so the top token takes all the mass.
+        logits = logits.float()
+        scores = (logits - logits.max(dim=-1, keepdim=True).values) / params.temperature
         if params.top_p < 1.0:
-            # Keep the smallest set of most likely tokens whose probability reaches top_p.
+            # Keep the smallest set of most likely tokens whose probability reaches top_p; the
+            # most likely token always stays (a top_p below float32's range, e.g. 5e-278, is 0
+            # once compared with float32 probabilities and would otherwise drop every token).
             sorted_scores, order = scores.sort(dim=-1, descending=True)
             probs = sorted_scores.softmax(dim=-1)
             drop = probs.cumsum(dim=-1) - probs >= params.top_p
+            drop[..., 0] = False
             sorted_scores = sorted_scores.masked_fill(drop, float("-inf"))
             scores = torch.full_like(scores, float("-inf")).scatter(-1, order, sorted_scores)
         probs = scores.softmax(dim=-1)

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.errors import TrainingError
-from tuneloop.progress import optional_progress
 from tuneloop.train.objectives.base import (
     Batch,
     EvalResult,
@@ -37,6 +35,7 @@ from tuneloop.train.objectives.base import (
     ObjectiveContext,
     PreparedData,
 )
+from tuneloop.train.objectives.sharded_eval import sharded_eval_sums
 
 IGNORE_INDEX = -100
 REFERENCE_CACHE = "dpo_reference.safetensors"
@@ -289,38 +288,20 @@ class DPOObjective:
         """Held-out DPO loss, reward margin/accuracy and log-probs (sharded over processes)."""
         import torch
 
-        model = accelerator.unwrap_model(model) if accelerator is not None else model
-        rank = accelerator.process_index if accelerator is not None else 0
-        world = accelerator.num_processes if accelerator is not None else 1
-        device = accelerator.device if accelerator is not None else next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        totals = torch.zeros(2 + len(METRICS), dtype=torch.float64, device=device)
-        chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
-        mine = chunks[rank::world]
-        shared = progress if not isinstance(progress, bool) else None
-        bar = nullcontext(shared) if shared is not None else optional_progress(
-            bool(progress) and rank == 0, "eval")
-        autocast = accelerator.autocast() if accelerator is not None else nullcontext()
-        with torch.no_grad(), autocast, bar as prog:
-            task = prog.add_task("eval", total=len(mine), info="") if prog else None
-            for chunk in mine:
-                packed = collate_pairs(chunk)
-                reference = self._reference(model, packed)
-                policy, counts = sequence_logps(model, packed)
-                loss_sum, metrics = self._sums(policy, reference, counts)
-                totals += torch.stack([loss_sum.double(),
-                                       torch.tensor(float(len(chunk)), dtype=torch.float64,
-                                                    device=device),
-                                       *(metrics[m].double() for m in METRICS)])
-                if prog:
-                    prog.advance(task)
-            if shared is not None and task is not None:
-                shared.remove_task(task)
-        if accelerator is not None and world > 1:
-            totals = accelerator.reduce(totals, reduction="sum")
-        model.train(was_training)
-        loss_sum, n, *sums = totals.tolist()
+        def sums_of(model: Any, chunk: list[Any], device: Any) -> Any:
+            packed = collate_pairs(chunk)
+            reference = self._reference(model, packed)
+            policy, counts = sequence_logps(model, packed)
+            loss_sum, metrics = self._sums(policy, reference, counts)
+            return torch.stack([loss_sum.double(),
+                                torch.tensor(float(len(chunk)), dtype=torch.float64,
+                                             device=device),
+                                *(metrics[m].double() for m in METRICS)])
+
+        totals = sharded_eval_sums(model, examples, batch_size=batch_size,
+                                   accelerator=accelerator, progress=progress,
+                                   width=2 + len(METRICS), sums_of=sums_of)
+        loss_sum, n, *sums = totals
         mean = (lambda s: s / n) if n else (lambda s: float("nan"))
         return EvalResult(loss=mean(loss_sum),
                           metrics={**{m: mean(s) for m, s in zip(METRICS, sums, strict=True)},
@@ -369,18 +350,20 @@ class DPOObjective:
         key = json.dumps({"data": data.fingerprint.get("id"), "model": ctx.config.model,
                           "template": ctx.config.data.template,
                           "max_length": ctx.config.data.max_length}, sort_keys=True)
+        # Only the main process decides whether to compute, and every process meets the barrier
+        # either way: a rank that looked for the cache itself could find the file the main
+        # process had just written, skip the barrier, and leave the main process waiting there
+        # forever (seen under load with two processes).
+        if acc.is_main_process and _read_cache(path, key) is None:
+            batch = ctx.config.eval.batch_size
+            tensors = {"train": _reference_logps(model, data.train, batch, acc),
+                       "eval": _reference_logps(model, data.eval, batch, acc)}
+            _write_cache(path, key, tensors)
+        acc.wait_for_everyone()
         cached = _read_cache(path, key)
         if cached is None:
-            if acc.is_main_process:
-                batch = ctx.config.eval.batch_size
-                tensors = {"train": _reference_logps(model, data.train, batch, acc),
-                           "eval": _reference_logps(model, data.eval, batch, acc)}
-                _write_cache(path, key, tensors)
-            acc.wait_for_everyone()
-            cached = _read_cache(path, key)
-            if cached is None:
-                raise TrainingError("the reference log-probs cache could not be read back",
-                                    where=str(path), fix="check the run directory is writable")
+            raise TrainingError("the reference log-probs cache could not be read back",
+                                where=str(path), fix="check the run directory is writable")
         for name, examples in (("train", data.train), ("eval", data.eval)):
             values = cached[name].tolist()
             if len(values) != len(examples):

@@ -9,11 +9,9 @@ which are the units the loop normalises by.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from tuneloop.progress import optional_progress
 from tuneloop.train.objectives.base import (
     Batch,
     EvalResult,
@@ -22,6 +20,7 @@ from tuneloop.train.objectives.base import (
     PreparedData,
 )
 from tuneloop.train.objectives.sft_data import prepare_data
+from tuneloop.train.objectives.sharded_eval import sharded_eval_sums
 
 
 @dataclass
@@ -43,36 +42,14 @@ def evaluate_loss(model: Any, examples: list[Any], *, batch_size: int = 8, accel
 
     from tuneloop.train.collate import collate_packed, packed_loss
 
-    if accelerator is not None:
-        # Never the DDP wrapper: its forward syncs buffers collectively, and ranks here run
-        # different numbers of eval batches (that would deadlock).
-        model = accelerator.unwrap_model(model)
-    rank = accelerator.process_index if accelerator is not None else 0
-    world = accelerator.num_processes if accelerator is not None else 1
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)
-    chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
-    mine = chunks[rank::world]
-    shared = progress if not isinstance(progress, bool) else None
-    bar = nullcontext(shared) if shared is not None else optional_progress(
-        bool(progress) and rank == 0, "eval")
-    autocast = accelerator.autocast() if accelerator is not None else nullcontext()
-    with torch.no_grad(), autocast, bar as prog:
-        task = prog.add_task("eval", total=len(mine), info="") if prog else None
-        for chunk in mine:
-            loss_sum, n = packed_loss(model, collate_packed(chunk))  # moves it to the model
-            total[0] += loss_sum.double()
-            total[1] += float(n)
-            if prog:
-                prog.advance(task)
-        if shared is not None and task is not None:
-            shared.remove_task(task)
-    if accelerator is not None and world > 1:
-        total = accelerator.reduce(total, reduction="sum")
-    model.train(was_training)
-    loss_sum, n_tok = total.tolist()
+    def sums_of(model: Any, chunk: list[Any], device: Any) -> Any:
+        loss_sum, n = packed_loss(model, collate_packed(chunk))  # moves it to the model
+        return torch.stack([loss_sum.double(),
+                            torch.tensor(float(n), dtype=torch.float64, device=device)])
+
+    loss_sum, n_tok = sharded_eval_sums(model, examples, batch_size=batch_size,
+                                        accelerator=accelerator, progress=progress, width=2,
+                                        sums_of=sums_of)
     loss = loss_sum / n_tok if n_tok else float("nan")
     ppl = math.exp(loss) if loss < 700 else float("inf")
     return EvalLoss(loss=loss, perplexity=ppl, n_tokens=int(n_tok))

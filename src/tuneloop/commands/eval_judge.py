@@ -121,6 +121,7 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[
 
 def _human_votes(path: str) -> list:
     """Human votes from an arena export file, or from the arena database itself (sqlite)."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from pathlib import Path
 
     from tuneloop.eval.judge_agreement import load_human_votes
@@ -136,6 +137,7 @@ def _human_votes(path: str) -> list:
 def _arena_db_votes(db) -> list:
     """Every vote in an arena database (ties and both-bad as no preference), read by the arena's
     own store; the sides are kept as shown."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.arena.store import open_existing
     from tuneloop.errors import EvalError
     from tuneloop.eval.judge_agreement import HumanVote, user_turns
@@ -160,12 +162,11 @@ def _arena_db_votes(db) -> list:
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.eval.judge_agreement import compact
     from tuneloop.eval.judge_selfpref import run_dir_of_spec
     from tuneloop.index import record_eval
 
     name = f"judge-{summary['mode']}"
-    from tuneloop.eval.judge_agreement import compact
-
     warn = {w["model"]: w for w in summary.get("self_preference") or []}
     human = compact(summary["human_agreement"]) if "human_agreement" in summary else None
     for r in summary["results"]:

@@ -39,17 +39,23 @@ from tuneloop.commands.eval import eval_group
 @click.option("--no-explanation", "no_explanation", is_flag=True,
               help="Ask for the verdict alone: the judge continues 'Rating: [[' / 'Verdict: [[' "
                    "(fast; the probabilities are read at that first token).")
+@click.option("--human-votes", "human_votes_path", type=click.Path(dir_okay=False),
+              default=None,
+              help="People's votes on the same pairs (pairwise): the file `tuneloop arena export` "
+                   "wrote, or the arena's --db file itself (ties included). The summary then "
+                   "shows the judge's agreement with people.")
 def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[str, ...],
               judge: str, mode: str,
               reference_path: str | None, out_dir: str | None, max_tokens: int,
               judge_max_tokens: int, prompt_dir: str | None, seed: int, scoring: str,
-              no_explanation: bool) -> None:
+              no_explanation: bool, human_votes_path: str | None) -> None:
     """Answer QUESTIONS with each --model and grade the answers with --judge.
 
     single: a 1-10 [[rating]] per answer, mean with a bootstrap 95% CI. pairwise: every pair of
     models, judged in both orders; a different winner per order, or a tie in either, is a tie.
     Win rate = (wins + ties/2) / n. Unparseable verdicts are excluded and counted. Writes
-    answers.jsonl, judgments.jsonl (raw judge outputs) and summary.json.
+    answers.jsonl, judgments.jsonl (raw judge outputs) and summary.json. With --human-votes
+    (pairwise), the judge's agreement with people on the same (prompt, model pair) is added.
     """
     import time
     from pathlib import Path
@@ -68,9 +74,13 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[
         summary_table,
         summary_warnings,
     )
+    from tuneloop.eval.judge_agreement import agreement_lines
     from tuneloop.workspace import workspace_home
 
+    if human_votes_path and mode != "pairwise":
+        raise UsageError("--human-votes needs pairwise verdicts", fix="add --mode pairwise")
     questions = load_questions(questions_path)
+    human = _human_votes(human_votes_path) if human_votes_path else None
     if reference_path:
         refs = load_references(reference_path)
         for q in questions:
@@ -90,13 +100,18 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[
                     answer_params=GenParams(max_tokens=max_tokens),
                     judge_params=GenParams(max_tokens=judge_max_tokens),
                     prompt_dir=prompt_dir, seed=seed, scoring=scoring, answers=answers,
-                    explanation=not no_explanation)
+                    explanation=not no_explanation, human_votes=human)
     _record(run.summary, out)
     console = Console()
     console.print(summary_table(run.summary))
     for warning in summary_warnings(run.summary):
         console.print(f"[yellow]warning:[/yellow] {warning}")
     s = run.summary
+    if "human_agreement" in s:
+        for line in agreement_lines(s["human_agreement"]):
+            console.print(line, highlight=False, markup=False)
+        for warning in s["human_agreement"]["warnings"]:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
     m = s["verdicts_by_method"]
     console.print(f"{m['probability']} verdicts from the judge's token probabilities, "
                   f"{m['parsed']} parsed from its text.")
@@ -104,14 +119,56 @@ def judge_cmd(questions_path: str, models: tuple[str, ...], answer_paths: tuple[
                   f"unparseable (excluded, not scored). Written to {out}")
 
 
+def _human_votes(path: str) -> list:
+    """Human votes from an arena export file, or from the arena database itself (sqlite)."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from pathlib import Path
+
+    from tuneloop.eval.judge_agreement import load_human_votes
+
+    try:
+        with open(path, "rb") as fh:
+            is_db = fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        is_db = False  # the reader says what is wrong with the path
+    return _arena_db_votes(Path(path)) if is_db else load_human_votes(path)
+
+
+def _arena_db_votes(db) -> list:
+    """Every vote in an arena database (ties and both-bad as no preference), read by the arena's
+    own store; the sides are kept as shown."""
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.arena.store import open_existing
+    from tuneloop.errors import EvalError
+    from tuneloop.eval.judge_agreement import HumanVote, user_turns
+
+    store = open_existing(db)
+    try:
+        votes = []
+        for v in store.votes():
+            where = f"{db} (vote {v['vote_id']})"
+            pid, a, b = v["prompt_id"], v["model_a"], v["model_b"]
+            winner = {"a": "A", "b": "B"}.get(v["winner"], "tie")
+            votes.append(HumanVote(pid, user_turns(store.prompt_messages(pid), where), a, b,
+                                   winner, store.answer(pid, a), store.answer(pid, b), where))
+    finally:
+        store.close()
+    if not votes:
+        raise EvalError("no votes in the arena database", where=str(db),
+                        fix="vote in `tuneloop arena serve --db ...` first")
+    return votes
+
+
 def _record(summary: dict, out) -> None:
     """One index row per model (single) or per pair (pairwise, from model A's side)."""
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.eval.judge_agreement import compact
     from tuneloop.eval.judge_selfpref import run_dir_of_spec
     from tuneloop.index import record_eval
 
     name = f"judge-{summary['mode']}"
     warn = {w["model"]: w for w in summary.get("self_preference") or []}
+    human = compact(summary["human_agreement"]) if "human_agreement" in summary else None
     for r in summary["results"]:
         if summary["mode"] == "single":
             spec = summary["models"][r["model"]]
@@ -129,7 +186,8 @@ def _record(summary: dict, out) -> None:
                                "ties": r["ties"], "excluded": r["excluded"],
                                "flip_rate": r["flip_rate"], "ci95": r["ci95"],
                                "verdicts_by_method": summary["verdicts_by_method"],
-                               "self_preference": warn.get(r["model_a"])})
+                               "self_preference": warn.get(r["model_a"]),
+                               "human_agreement": human})
 
 
 def register(cli: click.Group) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 from tuneloop.backends import Generator, GenParams, Messages, make_generator, scored_generate
 from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import EvalError
+from tuneloop.eval.judge_agreement import HumanVote, judge_human_agreement
 from tuneloop.eval.judge_probs import PAIR_PREFIX, SINGLE_PREFIX, verdict_distribution
 from tuneloop.eval.judge_selfpref import self_preference
 from tuneloop.eval.judge_stats import (
@@ -430,12 +432,15 @@ def run_judge(
     scoring: str = "auto",
     explanation: bool = True,
     top_logprobs: int = TOP_LOGPROBS,
+    human_votes: Sequence[HumanVote] | None = None,
 ) -> JudgeRun:
     """Generate answers for each model, judge them, aggregate; write outputs if `out_dir`.
 
     `answers` holds existing answers per model (question order): those are judged, not
     generated. `scoring="auto"` reads verdicts from the judge's token probabilities where it reports them
     (else parses the text); "parse" always parses. `explanation=False` forces the verdict prefix.
+    `human_votes` (pairwise only): people's votes on the same pairs; the summary then carries the
+    judge's agreement with them (`human_agreement`, see `judge_agreement`).
     """
     from rich.progress import Progress
 
@@ -448,6 +453,9 @@ def run_judge(
                         "or use --mode single")
     if len(set(models)) != len(models):
         raise EvalError("the same --model is given twice", fix="pass each model once")
+    if human_votes is not None and mode != "pairwise":
+        raise EvalError("agreement with human votes needs pairwise verdicts",
+                        fix="add --mode pairwise (or drop --human-votes)")
     labels = [model_label(m) for m in models]
     if len(set(labels)) != len(labels):
         labels = list(models)
@@ -547,6 +555,10 @@ def run_judge(
                     cat: summarize_pairs([outcomes[i] for i in ids], seed=seed)["win_rate"]
                     for cat, ids in categories.items()}})
         summary["results"] = results
+        if human_votes is not None:
+            summary["human_agreement"] = judge_human_agreement(
+                questions, judgments, {label: answers[spec] for spec, label in zip(models, labels)},
+                human_votes, seed=seed)
 
     run = JudgeRun(summary, judgments)
     if out_dir is not None:

@@ -97,6 +97,54 @@ def _run_overview(run: RunData) -> dict[str, Any]:
     }
 
 
+def _is_judge_dir(path: str | Path) -> bool:
+    """A `tuneloop eval judge --out` directory (summary.json beside judgments.jsonl)."""
+    p = Path(path)
+    return (p / "summary.json").is_file() and (p / "judgments.jsonl").is_file()
+
+
+def _read_judge_summary(path: Path) -> dict[str, Any]:
+    import json
+
+    src = path / "summary.json"
+    try:
+        data = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the judge summary: {exc}", where=str(src),
+                         fix="pass the --out directory of `tuneloop eval judge`, or re-run it")
+    if not isinstance(data, dict) or "mode" not in data:
+        raise UsageError("not a judge summary (no 'mode')", where=str(src),
+                         fix="pass the --out directory of `tuneloop eval judge`")
+    data["_source"] = str(path)
+    return data
+
+
+def judge_agreement_views(runs: Sequence[RunData],
+                          judge_summaries: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """One view per judge run that measured agreement with people: from the index rows of the
+    runs (one row per pair, the same figures: shown once) and from judge output directories."""
+    from tuneloop.eval.judge_agreement import FEW_VOTES, compact
+
+    views: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for run in runs:
+        for e in run.index_evals:
+            extra = e.get("extra") or {}
+            human = extra.get("human_agreement") if e.get("kind") == "judge" else None
+            source = str(e.get("details_path") or "")
+            if human and source not in seen:
+                seen.add(source)
+                views.append({"judge": extra.get("judge", "—"), "source": source,
+                              "few": FEW_VOTES, "a": human})
+    for summary in judge_summaries:
+        source = str(Path(summary["_source"]) / "summary.json")
+        if summary.get("human_agreement") and source not in seen:
+            seen.add(source)
+            views.append({"judge": summary.get("judge", "—"), "source": source,
+                          "few": FEW_VOTES, "a": compact(summary["human_agreement"])})
+    return views
+
+
 def gather(
     run_dirs: Sequence[str | Path],
     compare_dirs: Sequence[str | Path] = (),
@@ -120,11 +168,14 @@ def gather(
 
 def render_html(runs: list[RunData], sets: list[EvalSet],
                 arena: dict[str, Any] | None = None,
-                rounds: dict[str, Any] | None = None) -> tuple[str, ReportSummary]:
+                rounds: dict[str, Any] | None = None,
+                judge_summaries: Sequence[dict[str, Any]] = ()) -> tuple[str, ReportSummary]:
     """The report HTML and its headline counts (out is filled in by write_report).
 
     `arena` is an arena results document (`tuneloop arena results --json`); it adds a section.
     `rounds` is `report.rounds.rounds_view(loop)`: an iterate loop's rounds side by side.
+    `judge_summaries` are `eval judge` summary.json documents (their agreement with people shows
+    beside the judge results recorded in the index).
     """
     columns = tables.all_columns(sets)
     case_rows = tables.case_rows(columns)
@@ -159,6 +210,7 @@ def render_html(runs: list[RunData], sets: list[EvalSet],
         "show": tables.show,
         "arena": arena_view(arena) if arena is not None else None,
         "rounds": rounds,
+        "judge_agreement": judge_agreement_views(runs, judge_summaries),
     }
     html = _environment().get_template(TEMPLATE).render(**context)
     summary = ReportSummary(Path(), len(runs), len(columns), len(case_rows), flipped, warnings)
@@ -175,12 +227,15 @@ def write_report(
     arena: dict[str, Any] | None = None,
     rounds_loop: str | Path | None = None,
 ) -> ReportSummary:
-    """Build the report for `run_dirs` (+ eval output dirs, + an arena results document) and
-    write it to `out` atomically."""
-    only_arena = arena is not None and not (run_dirs or compare_dirs or eval_dirs)
-    runs, sets = ([], []) if only_arena else gather(run_dirs, compare_dirs, eval_dirs, index_path)
+    """Build the report for `run_dirs` (+ eval output dirs, `eval judge` output dirs among them,
+    + an arena results document) and write it to `out` atomically."""
+    judge_dirs = [Path(d) for d in eval_dirs if _is_judge_dir(d)]
+    eval_dirs = [d for d in eval_dirs if not _is_judge_dir(d)]
+    judges = [_read_judge_summary(d) for d in judge_dirs]
+    only_extra = (arena is not None or judges) and not (run_dirs or compare_dirs or eval_dirs)
+    runs, sets = ([], []) if only_extra else gather(run_dirs, compare_dirs, eval_dirs, index_path)
     rounds = rounds_view(rounds_loop, index_path) if rounds_loop is not None else None
-    html, summary = render_html(runs, sets, arena, rounds)
+    html, summary = render_html(runs, sets, arena, rounds, judges)
     out = Path(out)
     if out.is_dir():
         raise UsageError("--out is a directory", where=str(out), fix="pass a file name like report.html")

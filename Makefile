@@ -12,7 +12,6 @@ CHROMIUM := /usr/bin/chromium
 # What running tuneloop needs (the demo stops here: the test tools are not its business).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e .

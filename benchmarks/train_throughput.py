@@ -161,8 +161,10 @@ def peak_memory_mib(device: str) -> float:
 # The two sides (each runs in a child process)
 
 
-def run_trl(args, rows, device: str) -> dict:
-    """TRL SFTTrainer with SFTConfig defaults, except what is needed to run here and measure."""
+def run_trl(args, rows, device: str, fp32: bool = False) -> dict:
+    """TRL SFTTrainer with SFTConfig defaults, except what is needed to run here and measure
+    (fp32: its bf16 default switched off, the fair reference on a CPU without native bf16,
+    where TRL's default bf16 autocast runs emulated matmuls two orders of magnitude slower)."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -186,7 +188,8 @@ def run_trl(args, rows, device: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         config = SFTConfig(output_dir=out, max_steps=args.steps, logging_steps=1,
                            report_to="none", save_strategy="no", max_length=1024,
-                           use_cpu=device == "cpu", seed=args.seed)
+                           use_cpu=device == "cpu", seed=args.seed,
+                           **({"bf16": False} if fp32 else {}))
         trainer = SFTTrainer(model=model, args=config, processing_class=tok,
                              train_dataset=Dataset.from_list(rows),
                              peft_config=lora_config() if args.method == "lora" else None,
@@ -208,7 +211,7 @@ def run_trl(args, rows, device: str) -> dict:
              "flops_per_token": _flops_per_token(model, rows, args.method),
              "optim": str(config.optim), "padding_free": config.padding_free,
              "packing": config.packing}
-    return summarize("trl", stats[: args.steps], args, device, extra)
+    return summarize("trl fp32" if fp32 else "trl", stats[: args.steps], args, device, extra)
 
 
 def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
@@ -366,8 +369,8 @@ def child(args) -> None:
     """Run one side, write its result JSON."""
     rows = json.loads(Path(args.child_data).read_text())
     device = args.device
-    if args.child == "trl":
-        result = run_trl(args, rows, device)
+    if args.child in ("trl", "trl-fp32"):
+        result = run_trl(args, rows, device, fp32=args.child == "trl-fp32")
     else:
         result = run_tuneloop(args, rows, device, json.loads(args.child_variant))
     Path(args.child_out).write_text(json.dumps(result))
@@ -386,7 +389,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lengths", choices=sorted(LENGTHS), default="instruct",
                    help="row length distribution (heldout: issue 16's held-out-like rows)")
-    p.add_argument("--sides", default="trl,tuneloop", help="comma list: trl, tuneloop")
+    p.add_argument("--sides", default="trl,tuneloop",
+                   help="comma list: trl, trl-fp32 (TRL defaults but bf16 off), tuneloop")
     p.add_argument("--variant", action="append", default=None,
                    help="tuneloop settings, e.g. attn=sdpa,gc=1 (repeatable)")
     p.add_argument("--json", type=Path, default=None, help="also write all results here")
@@ -416,8 +420,7 @@ def main() -> None:
           f"method {args.method}, torch threads {os.cpu_count()} cpus", flush=True)
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     jobs: list[tuple[str, dict | None]] = []
-    if "trl" in sides:
-        jobs.append(("trl", None))
+    jobs += [(side, None) for side in ("trl", "trl-fp32") if side in sides]
     if "tuneloop" in sides:
         for text in args.variant or [""]:
             jobs.append(("tuneloop", parse_variant(text, args.device)))
@@ -479,7 +482,9 @@ def print_table(results: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ref = next((r for r in results if r["name"] == "trl"), None)
+    # The reference: TRL at its defaults when it ran, else TRL with bf16 off.
+    ref = next((r for r in results if r["name"] == "trl"), None) or next(
+        (r for r in results if r["name"] == "trl fp32"), None)
     table = Table(title="training throughput (real tokens/s, after warm-up)")
     cols = ("run", "real tok/s", "vs TRL", "tok/CPU-s", "vs TRL (CPU)", "real-token share",
             "MFU", "% fp32 ceil", "% bf16 ceil", "peak MiB", "timed s")
@@ -494,7 +499,7 @@ def print_table(results: list[dict]) -> None:
                       _pct(r.get("pct_fp32_ceiling")), _pct(r.get("pct_bf16_ceiling")),
                       f"{r['peak_mib']:.0f}", f"{r['seconds']:.1f}")
     Console(width=150).print(table)  # full width even when piped to a log
-    ours = max((r for r in results if r["name"] != "trl"), default=None,
+    ours = max((r for r in results if not r["name"].startswith("trl")), default=None,
                key=lambda r: r["real_tokens_per_s"])
     if ours:
         for dtype, peak in ours["peak_flops"].items():
@@ -502,7 +507,8 @@ def print_table(results: list[dict]) -> None:
                   f"{ours['flops_per_token'] / 1e9:.3f} GFLOP per token = "
                   f"{peak / ours['flops_per_token']:.0f} real tokens/s")
     if ref and ours:
-        print(f"RATIO tuneloop ({ours['name'].removeprefix('tuneloop ')})/TRL real tokens/s = "
+        print(f"RATIO tuneloop ({ours['name'].removeprefix('tuneloop ')})/{ref['name']} "
+              f"real tokens/s = "
               f"{ours['real_tokens_per_s'] / ref['real_tokens_per_s']:.2f}x "
               f"({ours['real_tokens_per_s']:.1f} vs {ref['real_tokens_per_s']:.1f}); "
               f"real-token share {100 * ours['real_share']:.1f}% vs {100 * ref['real_share']:.1f}%; "

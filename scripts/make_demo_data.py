@@ -514,7 +514,7 @@ DEMO_CONFIG = """\
 # `tuneloop demo` replaces data.train / data.eval with the split it makes from train.jsonl
 # (so the held-out loss rows are never trained on) and sets the output directory.
 # Sized for the 10-minute budget of `make demo` on a 2-core CPU: short rows (max_length 128),
-# a high LoRA learning rate and a few epochs so the facts are learned, not just the style.
+# a high LoRA learning rate and two epochs so the facts are learned, not just the style.
 name: marrowick-demo
 model: smollm2-135m-instruct
 method: lora
@@ -668,7 +668,7 @@ def build() -> dict[str, str]:
     files["train.jsonl"] = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train)
     files["suite.yaml"] = render_suite()
     files["system_prompt.txt"] = render_system_prompt()
-    files["demo.yaml"] = DEMO_CONFIG.format(r=16, alpha=32, epochs=3, lr="1.0e-3")
+    files["demo.yaml"] = DEMO_CONFIG.format(r=16, alpha=32, epochs=2, lr="2.0e-3")
     return files
 
 

@@ -60,7 +60,7 @@ DOCUMENTS = ("handbook.md", "faq.md", "meeting_notes.md")
 # Round 2 continues from round 1's run on the new rows only: its adapter merged, all weights
 # trained briefly at a low rate (a second adapter on top of one is not supported).
 # eval.at_start off: round 1's final eval loss is already that baseline.
-ROUND2_OVERRIDES = ("method=full", "training.learning_rate=3.0e-5", "training.epochs=3",
+ROUND2_OVERRIDES = ("method=full", "training.learning_rate=3.0e-5", "training.epochs=2",
                     "training.warmup_ratio=0.0", "eval.at_start=false")
 SIGN_OFF = " — Tide Desk"
 
@@ -245,11 +245,10 @@ def _evaluate(variant: str, loaded: tuple[Any, Any, Any], model_ref: str, suite:
     model, tokenizer, renderer = loaded
     # No max_length for the loss: the base+prompt variant's long system prompt must stay whole.
     loss_renderer = Renderer(tokenizer, template=renderer.template_name)
-    # Packed rows cost attention quadratic in their length on CPU: with the ~730-token system
-    # prompt, one example per row was 2.3x faster than 8 packed (34 s vs 79 s on 8 rows, same
-    # loss to 1e-7); the short rows of the other variants pack well.
+    # With the ~730-token system prompt, heldout_loss computes the prompt once and forwards only
+    # each row's own tokens (eval/loss.py shared_prefix_loss).
     loss = heldout_loss(model, tokenizer, loss_renderer, heldout, system_prompt=system_prompt,
-                        batch_size=1 if system_prompt else 8, progress=progress)
+                        batch_size=8, progress=progress)
     fact, style = case_accuracy(result.cases)
     score = VariantScore(variant=variant, pass_rate=result.pass_rate, fact_accuracy=fact,
                          style_accuracy=style, heldout_loss=loss.loss, n_cases=len(result.cases),

@@ -183,9 +183,10 @@ def _convert_gguf(gguf: Path, dest: Path, *, progress: bool) -> None:
         with _stage_progress("converting embedded model", 4, enabled=progress) as step:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             step("dequantizing GGUF (≈20 s)")
-            gguf_model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-            )
+            with _no_gguf_tensor_bar():
+                gguf_model = AutoModelForCausalLM.from_pretrained(
+                    gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+                )
             step("building plain model")
             config = gguf_model.config
             if hasattr(config, "quantization_config"):
@@ -470,6 +471,24 @@ def default_dtype(device: str) -> Any:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+@contextlib.contextmanager
+def _no_gguf_tensor_bar() -> Iterator[None]:
+    """transformers' GGUF reader draws its own plain tqdm bar per tensor, which neither
+    `disable_progress_bar()` nor any argument turns off; our stage bar already says
+    "dequantizing", so the reader's bar is switched off for this one call."""
+    import functools
+    from unittest import mock
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:  # another transformers version: nothing to switch off
+        yield
+        return
+    with mock.patch.object(gguf_utils, "tqdm", functools.partial(bar, disable=True)):
+        yield
 
 
 def quiet_third_party() -> None:

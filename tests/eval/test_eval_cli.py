@@ -153,6 +153,35 @@ def test_heldout_loss_equals_manual_masked_loss(tiny_model_dir, tmp_path):
     assert ours.loss == pytest.approx(total / n, abs=1e-5)
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_shared_system_prompt_loss_equals_the_plain_path(tiny_model_dir, batch_size):
+    """With a long system prompt on every row, the held-out loss computes the prompt once (its KV
+    cache copied per batch); loss and token count equal the plain packed path to 1e-5."""
+    from tuneloop.data.records import Record
+    from tuneloop.data.render import Renderer
+    from tuneloop.eval.loss import heldout_loss, render_heldout, shared_prefix_loss
+    from tuneloop.models import load_model
+    from tuneloop.train import evaluate_loss
+
+    model, tokenizer = load_model(str(tiny_model_dir))
+    model.eval()
+    renderer = Renderer(tokenizer)
+    system = " ".join(f"Rule {i}: answers are short and polite." for i in range(12))
+    records = [Record(messages=r["messages"]) for r in HELDOUT] * 2 + [
+        Record.chat(("user", "Name a colour."), ("assistant", "Blue, like the sea at noon."))]
+    examples, _ = render_heldout(renderer, records, system_prompt=system)
+    plain = evaluate_loss(model, examples, batch_size=batch_size)
+    shared = shared_prefix_loss(model, examples, batch_size=batch_size)
+    assert shared is not None, "the system prompt should be shared"
+    assert shared[1] == plain.n_tokens
+    assert shared[0] == pytest.approx(plain.loss, abs=1e-5)
+    via_api = heldout_loss(model, tokenizer, renderer, records, system_prompt=system,
+                           batch_size=batch_size, progress=False)
+    assert via_api.loss == pytest.approx(plain.loss, abs=1e-5)
+    # No shared system prompt: nothing to share, the plain path answers.
+    assert shared_prefix_loss(model, render_heldout(renderer, records)[0]) is None
+
+
 def test_loss_and_mc_cli(tiny_model_dir, tmp_path, capsys):
     """`eval loss --json` and `eval mc --out` print scores, write items.jsonl, record index rows."""
     from tuneloop.index import list_evals

@@ -162,7 +162,8 @@ class Tracker:
         return self.tokenizer.decode(row.ids, skip_special_tokens=True)
 
 
-def _common_length(first: Sequence[int], others: Sequence[Sequence[int]], limit: int) -> int:
+def common_length(first: Sequence[int], others: Sequence[Sequence[int]], limit: int) -> int:
+    """Length of the token prefix `first` shares with every one of `others` (at most limit)."""
     n = min(limit, len(first))
     for other in others:
         n = min(n, len(other))
@@ -173,7 +174,7 @@ def _common_length(first: Sequence[int], others: Sequence[Sequence[int]], limit:
     return n
 
 
-def _cache_keyword(model: Any) -> str:
+def cache_keyword(model: Any) -> str:
     """The forward() keyword for the KV cache: `cache` in newer transformers 5.x releases."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
     try:
@@ -207,7 +208,7 @@ class Decoder:
         limit = getattr(cfg, "max_position_embeddings", None)
         self.context_length: int | None = limit if isinstance(limit, int) else None
         self.tracker = Tracker(tokenizer, self.stop_ids)
-        self._cache_kw = _cache_keyword(model)
+        self._cache_kw = cache_keyword(model)
         self._prefix: tuple[list[int], Any] | None = None  # (token ids, batch-1 DynamicCache)
         self._lock = threading.Lock()
         self.prefix_tokens_reused = 0  # prompt tokens not recomputed thanks to the prefix
@@ -350,12 +351,12 @@ class Decoder:
             return 0, None
         # Every row keeps at least one prompt token to prefill: its logits start the answer.
         limit = min(len(p) for p in prompts) - 1
-        shared = _common_length(prompts[0], prompts[1:], limit)
+        shared = common_length(prompts[0], prompts[1:], limit)
         if shared < self.prefix_min_tokens:
             return 0, None
         known, cache = self._prefix if self._prefix is not None else ([], None)
         self._prefix = None  # mutated below: never keep a half-extended cache after an error
-        reuse = _common_length(known, [prompts[0][:shared]], shared)
+        reuse = common_length(known, [prompts[0][:shared]], shared)
         if reuse < self.prefix_min_tokens or cache is None:
             reuse, cache = 0, self._new_cache()
         elif reuse < len(known):
@@ -402,4 +403,5 @@ class Decoder:
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["PREFIX_MIN_TOKENS", "Decoder", "Row", "TokenLogprob", "Tracker"]
+__all__ = ["PREFIX_MIN_TOKENS", "Decoder", "Row", "TokenLogprob", "Tracker", "cache_keyword",
+           "common_length"]

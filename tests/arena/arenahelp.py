@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi import FastAPI, Request
 
 # The in-thread uvicorn helper shared with the backend tests.
 sys.path.insert(0, str(Path(__file__).parent.parent / "backends"))
 
 from fakeserver import chat_response
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 SCRIPT_PAYLOAD = '<script>window.__xss = 1</script>'
 IMG_PAYLOAD = '<img src=x onerror="window.__xss = 2">'
@@ -88,13 +82,3 @@ class Rater:
         """Close the connection pool."""
         self.http.close()
 
-
-def chromium_path() -> str:
-    """Debian's Chromium for playwright; a missing browser fails (browser tests must run)."""
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    found = shutil.which("chromium")
-    if found:
-        return found
-    pytest.fail(f"{CHROMIUM} not found: run `apt-get install -y chromium` (the Makefile's test "
-                "target does this); browser tests must run, not skip")

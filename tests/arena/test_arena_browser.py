@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from arenahelp import CHROMIUM_ARGS, IMG_PAYLOAD, SCRIPT_PAYLOAD, chromium_path
+from arenahelp import IMG_PAYLOAD, SCRIPT_PAYLOAD
+from browser import CHROMIUM_ARGS, chromium_path
 from fakeserver import serve_app
 
 from tuneloop.arena.app import create_app

@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from arenahelp import CHROMIUM_ARGS, chromium_path
+from browser import CHROMIUM_ARGS, chromium_path
 
 from tuneloop.arena.results import arena_results
 from tuneloop.arena.store import ArenaStore

@@ -7,34 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
+from lmeval_tasks import mc_task_yaml
 
 from tuneloop.errors import EvalError
 from tuneloop.eval.mc import encode_pair, load_mc_items, score_mc
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mc" / "general.jsonl"
-
-# The lm-eval task mirrors tuneloop's PROMPT_FORMAT and " " delimiter exactly.
-TASK_YAML = """\
-task: tuneloop_mc_parity
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: choices
-doc_to_target: answer
-target_delimiter: " "
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-"""
-
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
@@ -65,7 +43,8 @@ def test_mc_matches_lm_eval_harness(tiny, tiny_model_dir, tmp_path, monkeypatch)
     task_dir.mkdir()
     data = task_dir / "items.jsonl"
     data.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
-    (task_dir / "task.yaml").write_text(TASK_YAML.format(data=data), encoding="utf-8")
+    task = mc_task_yaml("tuneloop_mc_parity", data, ("acc", "acc_norm"))
+    (task_dir / "task.yaml").write_text(task, encoding="utf-8")
     # the same pass-through `eval mc --lm-eval TASKS` uses: model "hf", the resolved HF dir
     assert lm_eval_model_args(str(tiny_model_dir)) == (
         f"pretrained={tiny_model_dir.resolve()},dtype=float32")

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
+from browser import CHROMIUM_ARGS, chromium_path
 from report_fakes import EXPECTED_FLIPPED, IMG_PAYLOAD, SCRIPT_PAYLOAD
 
 from tuneloop.report import write_report
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _chromium() -> str:
-    if CHROMIUM.exists():
-        return str(CHROMIUM)
-    found = shutil.which("chromium")
-    if found:
-        return found
-    pytest.fail(f"{CHROMIUM} not found: run `apt-get install -y chromium` (the Makefile's test "
-                "target does this); browser tests must run, not skip")
 
 
 @pytest.mark.browser
@@ -35,7 +19,7 @@ def test_report_in_headless_chromium(fake_workspace, tmp_path):
                  compare_dirs=[fake_workspace.compare], index_path=tmp_path / "none.sqlite")
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.on("request", lambda r: requests.append(r.url))

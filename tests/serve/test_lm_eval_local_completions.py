@@ -10,27 +10,12 @@ import math
 from pathlib import Path
 
 import pytest
+from lmeval_tasks import mc_task_yaml
 from servehelp import start_server, stop_server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mc" / "general.jsonl"
 N_ITEMS = 8  # keeps the test short on 2 CPU cores
 N_GEN = 4
-
-MC_TASK = """\
-task: tl_serve_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: choices
-doc_to_target: answer
-target_delimiter: " "
-metric_list:
-  - metric: acc
-"""
 
 GEN_TASK = """\
 task: tl_serve_gen
@@ -70,7 +55,7 @@ def test_local_completions_matches_hf_backend_and_eval_mc(tmp_path, monkeypatch)
     task_dir.mkdir()
     data = task_dir / "items.jsonl"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (task_dir / "mc.yaml").write_text(MC_TASK.format(data=data), encoding="utf-8")
+    (task_dir / "mc.yaml").write_text(mc_task_yaml("tl_serve_mc", data), encoding="utf-8")
     gen_data = task_dir / "gen.jsonl"
     gen_data.write_text("\n".join(lines[:N_GEN]) + "\n", encoding="utf-8")
     (task_dir / "gen.yaml").write_text(GEN_TASK.format(data=gen_data), encoding="utf-8")

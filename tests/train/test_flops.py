@@ -77,11 +77,30 @@ def test_cpu_peak_probed_once_and_cached(tmp_path, monkeypatch):
         return 123e9
 
     monkeypatch.setattr(flops, "probe_matmul", probe)
+    monkeypatch.setattr(flops, "_busy", lambda: False)
     assert flops.cpu_peak("fp32") == 123e9
     assert flops.cpu_peak("fp32") == 123e9
     assert calls == ["fp32"]
     cached = json.loads((tmp_path / "device_peaks.json").read_text())
     assert list(cached.values()) == [123e9]
+
+
+def test_cpu_peak_probed_on_a_busy_machine_is_not_cached(tmp_path, monkeypatch):
+    """A probe while other processes hold the cores reads low: used for this run, never cached
+    (a cached low peak would overstate MFU on that machine from then on)."""
+    monkeypatch.setenv("TUNELOOP_CACHE", str(tmp_path))
+    calls = []
+
+    def probe(dtype, device="cpu", size=flops.PROBE_SIZE, repeat=5):
+        calls.append(dtype)
+        return 40e9
+
+    monkeypatch.setattr(flops, "probe_matmul", probe)
+    monkeypatch.setattr(flops, "_busy", lambda: True)
+    assert flops.cpu_peak("fp32") == 40e9
+    assert flops.cpu_peak("fp32") == 40e9
+    assert calls == ["fp32", "fp32"]
+    assert not (tmp_path / "device_peaks.json").exists()
 
 
 def test_probe_measures_a_real_matmul():

@@ -22,6 +22,7 @@ torch version and cached in tuneloop's cache directory.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -150,8 +151,17 @@ def _cpu_key() -> str:
     return f"{name}|threads={torch.get_num_threads()}|torch={torch.__version__}"
 
 
+def _busy() -> bool:
+    """More runnable processes (1-minute load average) than cores, counting our own one."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
 def cpu_peak(dtype: str) -> float:
-    """The CPU's matmul peak at `dtype`, probed once and cached (tuneloop cache dir)."""
+    """The CPU's matmul peak at `dtype`, probed once and cached (tuneloop cache dir); a probe
+    taken while the machine is busy is used but not cached."""
     from tuneloop.models import cache_root
 
     path = cache_root() / "device_peaks.json"
@@ -165,6 +175,10 @@ def cpu_peak(dtype: str) -> float:
     if isinstance(cached.get(key), (int, float)):
         return float(cached[key])
     value = probe_matmul(dtype)
+    if _busy():
+        # Other processes share the cores: this probe reads low, and a cached low peak would
+        # overstate every later MFU on this machine. Use it for this run only.
+        return value
     cached[key] = value
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

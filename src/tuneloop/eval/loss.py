@@ -153,6 +153,8 @@ def shared_prefix_loss(model: Any, examples: list[Any], *,
     device = next(model.parameters()).device
     kw = cache_keyword(model)
     total, count = 0.0, 0
+    was_training = model.training
+    model.eval()  # as evaluate_loss: no dropout in a held-out loss
     with torch.no_grad():
         prefix = DynamicCache(config=model.config)
         model(input_ids=torch.tensor([ids[0][:k]], device=device), use_cache=True,
@@ -179,6 +181,7 @@ def shared_prefix_loss(model: Any, examples: list[Any], *,
                 logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
                 ignore_index=IGNORE_INDEX, reduction="sum"))
             count += int((targets != IGNORE_INDEX).sum())
+    model.train(was_training)
     return (total / count if count else float("nan")), count
 
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import (
+from chaoshelp import (
     NewRows,
     same_weights,
     train_rows,

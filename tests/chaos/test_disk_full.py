@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import same_weights, train_rows, weights, write_config, write_rows
+from chaoshelp import same_weights, train_rows, weights, write_config, write_rows
 
 from tuneloop.train.checkpoint import TMP_PREFIX, load_checkpoint
 

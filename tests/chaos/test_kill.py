@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (
+from chaoshelp import (
     NewRows,
     same_weights,
     train_rows,

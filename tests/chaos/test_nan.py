@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import train_rows, write_config, write_rows
+from chaoshelp import train_rows, write_config, write_rows
 
 POISON = "Ω"  # two bytes no other row or template token uses: byte-level tokens of their own
 

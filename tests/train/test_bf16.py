@@ -10,7 +10,7 @@ from tuneloop.rundir import read_metrics
 from tuneloop.train import flops, setup, train
 from tuneloop.train.config import load_config
 
-# The stated tolerance that lets `auto` choose bf16 on a native-bf16 CPU (setup.AUTO_BF16_ON_CPU).
+# The stated tolerance that lets `auto` choose bf16 on a native-bf16 CPU (setup.precision).
 MAX_RELATIVE_LOSS_GAP = 0.02
 
 cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks CPU precision choices")
@@ -42,7 +42,7 @@ def test_cpu_with_native_bf16(monkeypatch):
     """Native bf16: `bf16` is accepted and `auto` picks it; `fp32` always means fp32."""
     monkeypatch.setattr(setup, "cpu_native_bf16", lambda: True)
     assert setup.precision("bf16") == "bf16"
-    assert setup.precision("auto") == ("bf16" if setup.AUTO_BF16_ON_CPU else "no")
+    assert setup.precision("auto") == "bf16"
     assert setup.precision("fp32") == "no"
 
 

@@ -214,9 +214,9 @@ def _free_bytes(path: Path) -> int:
 
 def estimate_bytes(root: Path, weights: dict[str, Any], optimizer: dict[str, Any]) -> int:
     """The size the next checkpoint will take: the newest complete one's, else its tensors'."""
-    ckpts = [p for p in list_checkpoints(root) if is_complete(p)]
-    if ckpts:
-        return _dir_bytes(ckpts[-1])
+    done = _complete(root)
+    if done:
+        return _dir_bytes(done[-1])
     return _tensor_bytes(weights) + _tensor_bytes(optimizer) + _OVERHEAD
 
 
@@ -246,8 +246,12 @@ def _is_disk_full(exc: BaseException, free: int, remaining: int) -> bool:
     return 0 <= free < max(remaining, 0) + _OVERHEAD
 
 
+def _complete(root: Path) -> list[Path]:
+    return [p for p in list_checkpoints(root) if is_complete(p)]
+
+
 def _intact(root: Path) -> str:
-    done = [p for p in list_checkpoints(root) if is_complete(p)]
+    done = _complete(root)
     return f"step {checkpoint_step(done[-1])} is intact" if done else "no earlier checkpoint"
 
 

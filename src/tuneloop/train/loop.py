@@ -683,7 +683,7 @@ def _peer_failure(run: Run, state: TrainState, exc: BaseException) -> BaseExcept
     bug in this one: say so, and how to continue (R27)."""
     if run.world == 1 or not isinstance(exc, RuntimeError):
         return exc
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = _first_line(exc) or type(exc).__name__
     latest = ckpt.find_latest_complete(run.dir.checkpoints) if run.main else None
     return TrainingError(
         f"another training process stopped during step {state.step + 1} ({first[:200]})"
@@ -691,6 +691,11 @@ def _peer_failure(run: Run, state: TrainState, exc: BaseException) -> BaseExcept
         where=str(run.dir.path),
         fix="check the other processes' logs (killed? out of memory?), then relaunch the same "
             "command with --resume")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:
@@ -707,14 +712,12 @@ def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:
     elif isinstance(exc, SystemExit):
         status, reason = "interrupted", f"exited ({exc.code}) at step {state.step}"
     else:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        status, reason = "failed", f"{type(exc).__name__}: {first}".rstrip(": ")
+        status, reason = "failed", f"{type(exc).__name__}: {_first_line(exc)}".rstrip(": ")
     run.info.update({"status": status, "steps": state.step, "failed_at_step": state.step,
                      "error": reason})
     if not run.main:
         return
     try:
-        _remove_own_partials(run)
         rundir.write_run_info(run.dir, run.info)
         setup.record_in_index(run.dir.path, run.config, run.info)
     except Exception as record_exc:  # noqa: BLE001 - a full disk can refuse even this; keep the cause
@@ -722,17 +725,6 @@ def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:
 
         print(f"warning: could not record the {status} status in {run.dir.run_info}: "
               f"{record_exc}", file=sys.stderr)
-
-
-def _remove_own_partials(run: Run) -> None:
-    import os
-    import shutil
-
-    root = run.dir.checkpoints
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(ckpt.TMP_PREFIX) and p.name.endswith(f"-{os.getpid()}"):
-                shutil.rmtree(p, ignore_errors=True)
 
 
 def _finish(run: Run, state: TrainState, trackers: list[str], started: float) -> TrainResult:

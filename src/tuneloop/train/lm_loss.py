@@ -15,6 +15,7 @@ of the logits, so callers keep using the model's own forward (DDP hooks, PEFT wr
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,8 +87,9 @@ def _compute_dtype(device_type: str, default: Any) -> Any:
     return default
 
 
-def _chunks(n: int, vocab: int) -> range:
-    return range(0, n, max(1, _CHUNK_ELEMENTS // max(vocab, 1)))
+def _chunk_rows(vocab: int) -> int:
+    """Tokens per chunk: _CHUNK_ELEMENTS logits at this vocabulary size."""
+    return max(1, _CHUNK_ELEMENTS // max(vocab, 1))
 
 
 def _loss_only(hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
@@ -95,7 +97,7 @@ def _loss_only(hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
 
     w = weight.to(dtype)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-    step = _chunks(hidden.shape[0], weight.shape[0]).step
+    step = _chunk_rows(weight.shape[0])
     for s in range(0, hidden.shape[0], step):
         logits = (hidden[s:s + step].to(dtype) @ w.T).float()
         t = targets[s:s + step]
@@ -103,7 +105,9 @@ def _loss_only(hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
     return total
 
 
-def _make_function():
+@functools.cache
+def _function() -> Any:
+    """The autograd Function, built on first use (torch is imported lazily)."""
     import torch
 
     class ChunkedLinearCE(torch.autograd.Function):
@@ -118,7 +122,7 @@ def _make_function():
                 grad_w = torch.zeros(weight.shape, dtype=torch.float32,
                                      device=weight.device) if need_w else None
                 total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-                step = _chunks(hidden.shape[0], weight.shape[0]).step
+                step = _chunk_rows(weight.shape[0])
                 for s in range(0, hidden.shape[0], step):
                     h = hidden[s:s + step].to(dtype)
                     t = targets[s:s + step]
@@ -152,9 +156,6 @@ def _make_function():
     return ChunkedLinearCE
 
 
-_FUNCTION: list[Any] = []
-
-
 def chunked_linear_cross_entropy(hidden: Any, weight: Any, targets: Any) -> Any:
     """Summed CE of `hidden (N, H) @ weight.T (V, H)` against `targets (N,)` (no -100 here:
     callers pass only trained positions), chunked over N; fp32 scalar."""
@@ -165,6 +166,4 @@ def chunked_linear_cross_entropy(hidden: Any, weight: Any, targets: Any) -> Any:
     need_w = torch.is_grad_enabled() and weight.requires_grad
     if not (need_h or need_w):
         return _loss_only(hidden, weight, targets, dtype)
-    if not _FUNCTION:
-        _FUNCTION.append(_make_function())
-    return _FUNCTION[0].apply(hidden, weight, targets, dtype, need_h, need_w)
+    return _function().apply(hidden, weight, targets, dtype, need_h, need_w)

@@ -43,9 +43,10 @@ from tuneloop.eval.loss import heldout_loss
 from tuneloop.eval.suite import load_suite
 from tuneloop.eval.suite_run import run_suite
 from tuneloop.infer.generate import load_for_generation
-from tuneloop.iterate import run_round
+from tuneloop.iterate import read_results, run_round
 from tuneloop.models import EMBEDDED_ALIAS
 from tuneloop.report.build import write_report
+from tuneloop.synth.docs import DocsOptions
 from tuneloop.train import load_config, train
 
 DEMO_FILES = ("handbook.md", "faq.md", "meeting_notes.md", "train.jsonl", "suite.yaml",
@@ -401,9 +402,6 @@ def _iterate(workdir: Path, data_dir: Path, split_dir: Path, model_ref: str, sui
              evals_dir: Path, run_dir: Path, quick: bool, progress: bool,
              console: Any) -> list[dict[str, Any]]:
     """Round 2 on the fine-tuned variant's failures; returns the round's row for the table."""
-    from tuneloop.iterate import read_results
-    from tuneloop.synth.docs import DocsOptions
-
     if not read_results(evals_dir / "fine-tuned")[2]:
         console.print("      every case passed: nothing for round 2 to target")
         return []

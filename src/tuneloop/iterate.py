@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -340,8 +340,9 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
                         where=", ".join(map(str, [*documents, *seeds])),
                         fix="pass documents that state the facts the suite asks about")
     focus = "; ".join(", ".join(t) for t in topics.values() if t)
-    # a chunk several failures point at gets a question for each of them
-    opt.questions = max(opt.questions, *counts.values())
+    # a chunk several failures point at gets a question for each of them (a copy: the caller's
+    # options stay as given)
+    opt = replace(opt, questions=max(opt.questions, *counts.values()), progress=progress)
     targets = {"round": n, "parent_round": parent["round"], "result": str(cases_path),
                "groups": [asdict(g) for g in groups], "chunks": topics,
                "failures_per_chunk": counts, "questions_per_chunk": opt.questions}
@@ -350,7 +351,6 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
                                       encoding="utf-8")
     # The suite's questions are avoided (ROUGE-L) by synth; the 13-gram scan below is the proof.
     avoid = [c.user_prompt for c in suite_obj.cases]
-    opt.progress = progress
     stats = generate_from_chunks(picked, generator, out / "synth", judge=judge, options=opt,
                                  focus=f"facts about {focus}" if focus else None, avoid=avoid)
     synth_file = out / "synth" / "train.jsonl"

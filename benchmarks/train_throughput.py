@@ -22,8 +22,8 @@ against the fp32 and bf16 probe peaks; peak memory is the child's ru_maxrss (CPU
 
 A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1|auto =
 training.gradient_checkpointing, bf16=0|1|auto = training.precision fp32|bf16|auto (bf16 on a
-CPU needs native bf16 kernels), max_tokens=N =
-training.max_tokens_per_batch, compile=0|1, threads=N); each variant is one more tuneloop row.
+CPU needs native bf16 kernels), max_tokens=auto|none|N = training.max_tokens_per_batch
+(auto: the shipped default), compile=0|1, threads=N); each variant is one more tuneloop row.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ MAX_GRAD_NORM = 1.0  # transformers' TrainingArguments default
 
 # What the shipped loop does by default (docs/benchmarks.md): per-document attention, no activation
 # checkpointing, training.precision auto (bf16 on a GPU or a CPU with native bf16, else fp32).
-CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": "auto", "max_tokens": 0, "compile": 0,
-                "threads": 0}
-CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": "auto", "max_tokens": 0, "compile": 0,
-                 "threads": 0}
+CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": "auto", "max_tokens": "auto",
+                "compile": 0, "threads": 0}
+CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": "auto", "max_tokens": "auto",
+                 "compile": 0, "threads": 0}
 LENGTHS = {  # (median, log-normal sigma, min, max) of a row's total tokens
     "instruct": (180, 0.9, 20, 1000),
     "heldout": (136, 1.07, 20, 1024),  # p95 = 136 * e^(1.645 * 1.07) ~ 792
@@ -281,7 +281,7 @@ def run_tuneloop(args, rows, device: str, variant: dict) -> dict:
                          "precision": _precision(variant["bf16"]),
                          "gradient_checkpointing": {"auto": "auto", "0": "off", "1": "on"}[
                              str(variant["gc"])],
-                         "max_tokens_per_batch": int(variant["max_tokens"]) or None,
+                         "max_tokens_per_batch": _token_budget(variant["max_tokens"]),
                          "compile": bool(variant["compile"])},
             "eval": {"at_start": False},
             "logging": {"interval": 1, "report_to": [], "progress": not args.quiet},
@@ -336,10 +336,16 @@ def summarize(name: str, stats: list[dict], args, device: str, extra: dict) -> d
             "losses": [round(s.get("loss", float("nan")), 4) for s in stats], **extra}
 
 
+def _token_budget(value) -> int | str | None:
+    """A variant's max_tokens as training.max_tokens_per_batch (auto, none or a number)."""
+    return None if value in ("none", 0) else value
+
+
 def variant_label(v: dict) -> str:
     """Short, stable description of a tuneloop variant."""
     parts = [f"attn={v['attn']}", f"gc={v['gc']}", f"bf16={v['bf16']}"]
-    parts += [f"{k}={v[k]}" for k in ("max_tokens", "compile", "threads") if v[k]]
+    parts += [f"max_tokens={v['max_tokens']}"]
+    parts += [f"{k}={v[k]}" for k in ("compile", "threads") if v[k]]
     return ",".join(parts)
 
 
@@ -354,8 +360,9 @@ def parse_variant(text: str, device: str) -> dict:
         key, _, value = part.partition("=")
         if key not in v:
             raise SystemExit(f"--variant: unknown key {key!r}; use one of {sorted(v)}")
-        auto = key in ("bf16", "gc") and value == "auto"
-        v[key] = value if key == "attn" or auto else int(value)
+        auto = key in ("bf16", "gc", "max_tokens") and value == "auto"
+        keep = key == "attn" or auto or (key == "max_tokens" and value == "none")
+        v[key] = value if keep else int(value)
     if v["bf16"] == 1 and device != "cuda":
         from tuneloop.train.setup import cpu_native_bf16
 

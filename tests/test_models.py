@@ -170,6 +170,32 @@ def test_embedded_cache_location_honours_env(monkeypatch, tmp_path):
     assert not models._cache_is_valid(models.embedded_cache_dir(), models.embedded_gguf_path())
 
 
+def test_processes_started_together_convert_the_embedded_model_once(monkeypatch, tmp_path):
+    """Two loaders on an empty cache: one converts, the other waits for its copy (the lock)."""
+    import threading
+    import time
+
+    monkeypatch.setenv("TUNELOOP_CACHE", str(tmp_path))
+    conversions = []
+
+    def slow_convert(gguf, dest, *, progress):
+        conversions.append(dest)
+        time.sleep(0.5)  # long enough for the second loader to reach the lock
+        dest.mkdir(parents=True)
+
+    monkeypatch.setattr(models, "_convert_gguf", slow_convert)
+    monkeypatch.setattr(models, "_cache_is_valid", lambda dest, gguf: dest.is_dir())
+    results = []
+    loaders = [threading.Thread(target=lambda: results.append(models.ensure_embedded_model()))
+               for _ in range(2)]
+    for t in loaders:
+        t.start()
+    for t in loaders:
+        t.join()
+    assert len(conversions) == 1
+    assert results == [models.embedded_cache_dir()] * 2
+
+
 @pytest.mark.integration
 def test_embedded_model_loads_as_plain_trainable_model():
     """The embedded alias loads from the converted cache as an ordinary (non-quantized) model."""

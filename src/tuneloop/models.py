@@ -167,8 +167,26 @@ def ensure_embedded_model(progress: bool = True) -> Path:
     cache = embedded_cache_dir()
     if _cache_is_valid(cache, gguf):
         return cache
-    _convert_gguf(gguf, cache, progress=progress)
+    # One conversion at a time: processes started together on a fresh machine (test workers,
+    # DDP ranks) wait for the first one's copy instead of each spending the CPU on their own.
+    with _exclusive(cache.parent / f".{cache.name}.lock"):
+        if not _cache_is_valid(cache, gguf):
+            _convert_gguf(gguf, cache, progress=progress)
     return cache
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory lock on `lock_path` (flock; released when the process dies, so never stale)."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _convert_gguf(gguf: Path, dest: Path, *, progress: bool) -> None:

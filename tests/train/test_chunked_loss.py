@@ -113,5 +113,5 @@ def test_deep_copy_keeps_its_own_head(tiny_tokenizer):
 
 def test_chunk_size_scales_with_vocab():
     """About _CHUNK_ELEMENTS logits per chunk, never zero rows."""
-    assert lm_loss._chunk_rows(49_152) == lm_loss._CHUNK_ELEMENTS // 49_152
-    assert lm_loss._chunk_rows(10**9) == 1
+    assert lm_loss.chunk_rows(49_152) == lm_loss._CHUNK_ELEMENTS // 49_152
+    assert lm_loss.chunk_rows(10**9) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +19,7 @@ from tuneloop.train.collate import (
     enable_packed_attention,
     packed_loss,
     plan_batches,
+    split_by_tokens,
 )
 
 ATTENTIONS = ["sdpa", "tuneloop_varlen"]
@@ -192,29 +194,43 @@ def test_bad_batches_are_refused_with_a_fix():
     batch_size=st.integers(1, 9),
     seed=st.integers(0, 2**31),
     epoch=st.integers(0, 5),
-    max_tokens=st.one_of(st.none(), st.integers(1, 600)),
     shuffle=st.booleans(),
 )
 def test_plan_batches_is_deterministic_and_covers_every_index(
-    lengths, batch_size, seed, epoch, max_tokens, shuffle
+    lengths, batch_size, seed, epoch, shuffle
 ):
-    """Same (seed, epoch) → same plan; every index exactly once; size and token caps hold (R1)."""
-    kw = {
-        "batch_size": batch_size,
-        "seed": seed,
-        "epoch": epoch,
-        "max_tokens": max_tokens,
-        "shuffle": shuffle,
-    }
+    """Same (seed, epoch) → same plan; every index exactly once; batch size holds (R1)."""
+    kw = {"batch_size": batch_size, "seed": seed, "epoch": epoch, "shuffle": shuffle}
     plan = plan_batches(lengths, **kw)
     assert plan == plan_batches(list(lengths), **kw)
     flat = [i for b in plan for i in b]
     assert sorted(flat) == list(range(len(lengths)))
     assert all(1 <= len(b) <= batch_size for b in plan)
-    if max_tokens is not None:
-        assert all(len(b) == 1 or sum(lengths[i] for i in b) <= max_tokens for b in plan)
+    assert all(len(b) == batch_size for b in plan[:-1])  # only the last batch may be short
     if not shuffle:
         assert flat == list(range(len(lengths)))
+
+
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=1, max_size=40),
+    max_tokens=st.one_of(st.none(), st.integers(1, 600)),
+)
+def test_split_by_tokens_keeps_every_example_once_in_order_under_the_budget(lengths, max_tokens):
+    """The micro-batches of a batch hold each example once, in order, each under the budget or a
+    single over-long example (never cut, never dropped); no budget keeps the batch whole."""
+    batch = list(range(len(lengths)))[::-1]
+    parts = split_by_tokens(batch, lengths, max_tokens)
+    assert [i for part in parts for i in part] == batch
+    assert all(part for part in parts)
+    if max_tokens is None:
+        assert parts == [batch]
+    else:
+        assert all(len(p) == 1 or sum(lengths[i] for i in p) <= max_tokens for p in parts)
+        # greedy: a part closes only when the next example would not fit
+        assert all(sum(lengths[i] for i in a) + lengths[b[0]] > max_tokens
+                   for a, b in itertools.pairwise(parts))
+    with pytest.raises(DataError):
+        split_by_tokens(batch, lengths, 0)
 
 
 def test_plan_batches_changes_with_epoch_and_seed():

@@ -136,7 +136,12 @@ def shared_prefix_loss(model: Any, examples: list[Any], *,
     Why: with a ~730-token system prompt on 39 short rows, the prompt was ~90 % of the tokens the
     plain path computed (and attention is quadratic in it).
     """
-    from tuneloop.infer.decode import PREFIX_MIN_TOKENS, cache_keyword, common_length
+    from tuneloop.infer.decode import (
+        PREFIX_MIN_TOKENS,
+        cache_for_rows,
+        cache_keyword,
+        common_length,
+    )
 
     ids = [list(ex.input_ids) for ex in examples]
     # The prefix keeps its last shared token out: that token's logits predict the rows' first
@@ -145,8 +150,6 @@ def shared_prefix_loss(model: Any, examples: list[Any], *,
     if k < PREFIX_MIN_TOKENS or any(lab != IGNORE_INDEX for ex in examples
                                     for lab in ex.labels[:k + 1]):
         return None
-    import copy
-
     import torch
     from transformers import DynamicCache
 
@@ -170,9 +173,7 @@ def shared_prefix_loss(model: Any, examples: list[Any], *,
             tail_mask = (torch.arange(width, device=device)[None, :]
                          < torch.tensor([len(t) for t in tails], device=device)[:, None]).long()
             mask = torch.cat([tail_mask.new_ones((len(chunk), k)), tail_mask], dim=1)
-            cache = copy.deepcopy(prefix)
-            if len(chunk) > 1:
-                cache.batch_repeat_interleave(len(chunk))
+            cache = cache_for_rows(prefix, len(chunk))
             pos = (k + torch.arange(width, device=device))[None, :].expand(len(chunk), -1)
             logits = model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=True,
                            **{kw: cache}).logits.float()

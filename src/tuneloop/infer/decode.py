@@ -184,6 +184,15 @@ def cache_keyword(model: Any) -> str:
     return "cache" if "cache" in names else "past_key_values"
 
 
+def cache_for_rows(cache: Any, rows: int) -> Any:
+    """A copy of a one-row KV cache (a shared prefix) for `rows` rows; the original stays intact
+    for the next batch."""
+    copied = copy.deepcopy(cache)
+    if rows > 1:
+        copied.batch_repeat_interleave(rows)
+    return copied
+
+
 class Decoder:
     """Runs batches of rows through one model; keeps the last shared-prefix KV cache."""
 
@@ -372,10 +381,7 @@ class Decoder:
                        use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         self._prefix = (list(prompts[0][:shared]), cache)
         self.prefix_tokens_reused += shared * batch - (shared - reuse)
-        rows_cache = copy.deepcopy(cache)
-        if batch > 1:
-            rows_cache.batch_repeat_interleave(batch)
-        return shared, rows_cache
+        return shared, cache_for_rows(cache, batch)
 
     @staticmethod
     def _pick(logits: Any, params: GenParams, generator: Any) -> Any:
@@ -403,5 +409,5 @@ class Decoder:
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["PREFIX_MIN_TOKENS", "Decoder", "Row", "TokenLogprob", "Tracker", "cache_keyword",
-           "common_length"]
+__all__ = ["PREFIX_MIN_TOKENS", "Decoder", "Row", "TokenLogprob", "Tracker", "cache_for_rows",
+           "cache_keyword", "common_length"]

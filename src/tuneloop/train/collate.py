@@ -44,40 +44,49 @@ def plan_batches(
     seed: int,
     epoch: int,
     shuffle: bool = True,
-    max_tokens: int | None = None,
 ) -> list[list[int]]:
-    """Split example indices into micro-batches; deterministic per (seed, epoch), each index once.
+    """Split example indices into batches; deterministic per (seed, epoch), each index once.
 
-    ``batch_size`` is examples per micro-batch (like TRL's per_device_train_batch_size);
-    ``max_tokens`` also closes a batch before its packed row would exceed that many tokens (an
-    example longer than the cap gets a batch of its own: it is never dropped). No length grouping:
-    with packing there is no padding to save, and per-document attention costs sum(len^2) whatever
-    the grouping, so grouping would only make batches less random.
+    ``batch_size`` is examples per batch (like TRL's per_device_train_batch_size). No length
+    grouping: with packing there is no padding to save, and per-document attention costs
+    sum(len^2) whatever the grouping, so grouping would only make batches less random. A token
+    budget never changes this plan (and so never the optimisation): `split_by_tokens` cuts a
+    batch into the micro-batches that actually run, and their gradients accumulate.
     """
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}", fix="pass batch_size >= 1")
-    if max_tokens is not None and max_tokens < 1:
-        raise DataError(f"max_tokens must be >= 1, got {max_tokens}", fix="pass None or >= 1")
     order = list(range(len(lengths)))
     if shuffle:
         # A string seed is hashed with SHA-512 by `random`, so the order is stable across runs,
         # platforms and Python versions (unlike hash()).
         random.Random(f"tuneloop-plan:{seed}:{epoch}").shuffle(order)
-    batches: list[list[int]] = []
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def split_by_tokens(batch: list[int], lengths: Sequence[int],
+                    max_tokens: int | None) -> list[list[int]]:
+    """Cut one batch (example indices, in order) into packed micro-batches of <= max_tokens tokens.
+
+    An example longer than the budget gets a micro-batch of its own: it is never cut or dropped.
+    None keeps the batch whole.
+    """
+    if max_tokens is None:
+        return [batch]
+    if max_tokens < 1:
+        raise DataError(f"max_tokens must be >= 1, got {max_tokens}", fix="pass None or >= 1")
+    parts: list[list[int]] = []
     current: list[int] = []
     tokens = 0
-    for i in order:
+    for i in batch:
         n = int(lengths[i])
-        full = len(current) >= batch_size
-        over = max_tokens is not None and current and tokens + n > max_tokens
-        if full or over:
-            batches.append(current)
+        if current and tokens + n > max_tokens:
+            parts.append(current)
             current, tokens = [], 0
         current.append(i)
         tokens += n
     if current:
-        batches.append(current)
-    return batches
+        parts.append(current)
+    return parts
 
 
 def _checked(examples: Sequence[_Example]) -> list[tuple[list[int], list[int]]]:

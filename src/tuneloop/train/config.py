@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from tuneloop.errors import ConfigError
 from tuneloop.yamllines import yaml_key_lines
+
+# The CPU's default token budget per micro-batch. Smaller packed micro-batches keep each layer's
+# activations closer to the caches and bound the peak: on the embedded model, full fine-tuning,
+# batch 8 of held-out-like rows, 1024 tokens ran faster than no cap at under half the memory
+# (docs/benchmarks.md "Token budget"). A GPU wants large matrices and has its own memory plan.
+CPU_TOKEN_BUDGET = 1024
 
 
 class _Strict(BaseModel):
@@ -96,9 +102,11 @@ class TrainingSettings(_Strict):
     max_grad_norm: float | None = Field(1.0, description="Clip gradients to this norm; null = off.")
     batch_size: int = Field(8, gt=0, description="Examples per micro-batch per process.")
     gradient_accumulation: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
-    max_tokens_per_batch: int | None = Field(
-        None, gt=0, description="Cap on tokens in one packed micro-batch (None = no cap): bounds "
-        "activation memory, which grows with the tokens of a micro-batch."
+    max_tokens_per_batch: PositiveInt | Literal["auto"] | None = Field(
+        "auto", description="Cap on the tokens of one packed micro-batch: a batch longer than "
+        "this runs as several micro-batches whose gradients accumulate into the same step (the "
+        "optimisation is unchanged; only activation memory and speed change). auto: "
+        f"{CPU_TOKEN_BUDGET} on a CPU, none on a GPU; null: no cap."
     )
     seed: int = Field(0, description="Seed for init, dropout and data order.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -194,6 +202,14 @@ class TrainConfig(_Strict):
 _NON_TRAJECTORY = ("name", "eval", "save", "logging", "resume")
 
 
+def token_budget(training: TrainingSettings, device_type: str) -> int | None:
+    """The tokens per packed micro-batch `training.max_tokens_per_batch` means on this device."""
+    budget = training.max_tokens_per_batch
+    if budget == "auto":
+        return CPU_TOKEN_BUDGET if device_type == "cpu" else None
+    return budget
+
+
 def config_fingerprint(config: TrainConfig, *, world_size: int = 1) -> str:
     """sha256 of the settings that shape the run; grad accumulation counted over all processes."""
     data = config.model_dump(mode="json")
@@ -210,6 +226,9 @@ def config_fingerprint(config: TrainConfig, *, world_size: int = 1) -> str:
     training.pop("precision", None)
     training.pop("compile", None)
     training.pop("gradient_checkpointing", None)
+    # The budget only cuts a step's batches into micro-batches that accumulate (same gradients up
+    # to float rounding, like precision); None is what the runs before the budget recorded (R6).
+    training["max_tokens_per_batch"] = None
     blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 

@@ -87,7 +87,7 @@ def _compute_dtype(device_type: str, default: Any) -> Any:
     return default
 
 
-def _chunk_rows(vocab: int) -> int:
+def chunk_rows(vocab: int) -> int:
     """Tokens per chunk: _CHUNK_ELEMENTS logits at this vocabulary size."""
     return max(1, _CHUNK_ELEMENTS // max(vocab, 1))
 
@@ -97,7 +97,7 @@ def _loss_only(hidden: Any, weight: Any, targets: Any, dtype: Any) -> Any:
 
     w = weight.to(dtype)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-    step = _chunk_rows(weight.shape[0])
+    step = chunk_rows(weight.shape[0])
     for s in range(0, hidden.shape[0], step):
         logits = (hidden[s:s + step].to(dtype) @ w.T).float()
         t = targets[s:s + step]
@@ -122,7 +122,7 @@ def _function() -> Any:
                 grad_w = torch.zeros(weight.shape, dtype=torch.float32,
                                      device=weight.device) if need_w else None
                 total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-                step = _chunk_rows(weight.shape[0])
+                step = chunk_rows(weight.shape[0])
                 for s in range(0, hidden.shape[0], step):
                     h = hidden[s:s + step].to(dtype)
                     t = targets[s:s + step]

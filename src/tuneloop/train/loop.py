@@ -3,9 +3,10 @@
 Read `train()` top to bottom: it is the whole recipe. What is optimised comes from an objective
 (`train/objectives/`, chosen by `config.objective`); this module knows nothing of SFT or DPO.
 Numerics that make resume and DDP exact:
-- the data order is `plan_batches(lengths, seed, epoch)` over micro-batches; one optimizer step
-  consumes `gradient_accumulation × world_size` consecutive micro-batches of that plan (rank r
-  takes every world_size-th), so the order is defined over the global batch (R1, R28);
+- the data order is `plan_batches(lengths, seed, epoch)` over batches; one optimizer step
+  consumes `gradient_accumulation × world_size` consecutive batches of that plan (rank r takes
+  every world_size-th), so the order is defined over the global batch (R1, R28); a batch over
+  the token budget runs as several packed micro-batches, which only changes memory and speed;
 - the loss of a step is the sum of the objective's per-unit losses divided by the number of units
   (trained tokens, pairs) in the whole step (all micro-batches, all processes), so accumulation
   and DDP equal one batch (R27).
@@ -34,7 +35,7 @@ from tuneloop.errors import (
 from tuneloop.progress import optional_progress
 from tuneloop.train import checkpoint as ckpt
 from tuneloop.train import setup
-from tuneloop.train.config import TrainConfig, config_fingerprint
+from tuneloop.train.config import TrainConfig, config_fingerprint, token_budget
 from tuneloop.train.objectives import (
     EvalResult,
     Objective,
@@ -134,7 +135,8 @@ class Run:
     renderer: Any
     data: PreparedData
     lengths: list[int]
-    micro_per_step: int  # gradient_accumulation x processes
+    micro_per_step: int  # batches of the plan per step: gradient_accumulation x processes
+    token_budget: int | None  # tokens per packed micro-batch (a batch may run as several)
     total_steps: int
     data_id: str
     config_fp: str
@@ -155,15 +157,20 @@ class Run:
         return self.accelerator.is_main_process
 
     def plan(self, epoch: int) -> list[list[int]]:
-        """This epoch's micro-batches (example indices), deterministic per (seed, epoch)."""
+        """This epoch's batches (example indices), deterministic per (seed, epoch)."""
         if epoch not in self._plans:
             from tuneloop.train.collate import plan_batches
 
             t = self.config.training
             self._plans = {epoch: plan_batches(self.lengths, batch_size=t.batch_size,
-                                               seed=t.seed, epoch=epoch,
-                                               max_tokens=t.max_tokens_per_batch)}
+                                               seed=t.seed, epoch=epoch)}
         return self._plans[epoch]
+
+    def micro_batches(self, batch: list[int]) -> list[list[int]]:
+        """One batch of the plan as the packed micro-batches that run (the token budget)."""
+        from tuneloop.train.collate import split_by_tokens
+
+        return split_by_tokens(batch, self.lengths, self.token_budget)
 
 
 # ------------------------------------------------------------------------------------ recipe
@@ -265,6 +272,7 @@ def _build(config: TrainConfig, accelerator: Any, run_dir: Path, hooks: TrainHoo
     run = Run(config=config, accelerator=accelerator, objective=objective, model=model,
               optimizer=None, scheduler=None, tokenizer=tokenizer, renderer=renderer, data=data,
               lengths=objective.lengths(data.train), micro_per_step=micro_per_step,
+              token_budget=token_budget(t, accelerator.device.type),
               total_steps=0, data_id=data.fingerprint["id"],
               config_fp=config_fingerprint(config, world_size=world),
               dir=rundir.RunDir(run_dir),
@@ -329,7 +337,8 @@ def _new_window(run: Run) -> Window:
 
 
 def _train_step(run: Run, state: TrainState, window: Window) -> None:
-    """One optimizer step over `micro_per_step` micro-batches of the plan (R27, R28)."""
+    """One optimizer step over `micro_per_step` batches of the plan, each run as one or more
+    packed micro-batches (R27, R28)."""
     import torch
 
     acc, model, objective = run.accelerator, run.model, run.objective
@@ -337,7 +346,8 @@ def _train_step(run: Run, state: TrainState, window: Window) -> None:
     plan = run.plan(state.epoch)
     group = plan[state.position:state.position + run.micro_per_step]
     state.position += len(group)
-    batches = [objective.collate([run.data.train[i] for i in mb]) for mb in group[rank::world]]
+    batches = [objective.collate([run.data.train[i] for i in micro])
+               for batch in group[rank::world] for micro in run.micro_batches(batch)]
     n_step = torch.tensor(float(sum(b.n_units for b in batches)), dtype=torch.float64,
                           device=acc.device)
     if world > 1:
@@ -346,7 +356,7 @@ def _train_step(run: Run, state: TrainState, window: Window) -> None:
     scale = world / n_step.clamp_min(1.0)
     # A rank without a micro-batch in a short last step still joins the gradient sync.
     work = [(b, 1.0) for b in batches] or [
-        (objective.collate([run.data.train[i] for i in group[0]]), 0.0)]
+        (objective.collate([run.data.train[i] for i in run.micro_batches(group[0])[0]]), 0.0)]
     step_loss = torch.zeros((), dtype=torch.float64, device=acc.device)
     extras: dict[str, Any] = {}
     for j, (batch, weight) in enumerate(work):

@@ -22,7 +22,6 @@ estimate with. Time per epoch comes from a short measured probe: a few real trai
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import ModelError
-from tuneloop.train.config import TrainConfig
+from tuneloop.train.config import TrainConfig, token_budget
 
 GiB = 1024 ** 3
 LENGTHS_MAX_BYTES = 20 * 1024 ** 2  # read real example lengths only for data up to this size
@@ -110,7 +109,8 @@ class Plan:
     params: int
     trainable: int
     batch_size: int
-    tokens_per_micro_batch: int
+    tokens_per_micro_batch: int  # the largest packed micro-batch (after the token budget)
+    batch_tokens: int  # the largest batch of the plan before the budget cuts it
     logit_chunk_tokens: int | None
     memory: dict[str, Memory]  # "checkpointing off" / "checkpointing on"
     configured_checkpointing: bool
@@ -150,16 +150,11 @@ def trainable_params(shape: Shape, config: TrainConfig) -> int:
                               if name in names)
 
 
-def logit_chunk_tokens(tokens: int, vocab: int) -> int | None:
-    """Tokens per chunk of the chunked LM-head loss, or None when the loss is not chunked."""
-    try:  # the chunked loss arrives in its own module; older trees compute full logits
-        lm_loss = importlib.import_module("tuneloop.train.lm_loss")
-    except ImportError:
-        return None
-    elements = getattr(lm_loss, "CHUNK_ELEMENTS", getattr(lm_loss, "_CHUNK_ELEMENTS", None))
-    if not elements:
-        return None
-    return max(1, min(tokens, int(elements) // vocab))
+def logit_chunk_tokens(tokens: int, vocab: int) -> int:
+    """Tokens per chunk of the chunked LM-head loss (train/lm_loss.py)."""
+    from tuneloop.train.lm_loss import chunk_rows
+
+    return max(1, min(tokens, chunk_rows(vocab)))
 
 
 def activation_floats_per_token_layer(shape: Shape, config: TrainConfig) -> int:
@@ -171,15 +166,23 @@ def activation_floats_per_token_layer(shape: Shape, config: TrainConfig) -> int:
     return floats
 
 
-def micro_batch_tokens(config: TrainConfig, lengths: list[int] | None = None) -> int:
-    """Tokens in the largest packed micro-batch: the batch_size longest rendered examples
-    (batch_size × max_length when the lengths are unknown), capped by max_tokens_per_batch."""
+def batch_tokens(config: TrainConfig, lengths: list[int] | None = None) -> tuple[int, int]:
+    """(tokens of the largest batch, tokens of the longest example): the batch_size longest
+    rendered examples (batch_size × max_length when the lengths are unknown)."""
     t = config.training
     if lengths:
-        tokens = sum(sorted(lengths, reverse=True)[: t.batch_size])
-    else:
-        tokens = t.batch_size * config.data.max_length
-    return min(tokens, t.max_tokens_per_batch) if t.max_tokens_per_batch else tokens
+        longest = sorted(lengths, reverse=True)
+        return sum(longest[: t.batch_size]), longest[0]
+    return t.batch_size * config.data.max_length, config.data.max_length
+
+
+def micro_batch_tokens(config: TrainConfig, lengths: list[int] | None = None,
+                       device_type: str = "cpu") -> int:
+    """Tokens in the largest packed micro-batch: the largest batch cut by the token budget (an
+    example longer than the budget still runs whole)."""
+    tokens, single = batch_tokens(config, lengths)
+    budget = token_budget(config.training, device_type)
+    return min(tokens, max(budget, single)) if budget else tokens
 
 
 def data_lengths(config: TrainConfig) -> list[int] | None:
@@ -304,7 +307,11 @@ def advise(plan: Plan) -> list[str]:
                    "method: lora trains ~1% of the parameters")
     per_example = (off.activations + off.logits) / max(1, plan.batch_size)
     fixed = off.total - off.activations - off.logits
-    if per_example > 0:
+    if plan.tokens_per_micro_batch < plan.batch_tokens:
+        out.append(f"the token budget runs each batch as micro-batches of at most "
+                   f"{plan.tokens_per_micro_batch} tokens: batch_size does not change the peak; "
+                   "training.max_tokens_per_batch does")
+    elif per_example > 0:
         room = int((0.8 * avail - fixed) / per_example)
         if room >= 1:
             out.append(f"largest batch_size that fits without checkpointing: about {room}")
@@ -313,12 +320,13 @@ def advise(plan: Plan) -> list[str]:
 
 def make_plan(config: TrainConfig, *, probe_steps: int = 0, progress: bool = False) -> Plan:
     """The memory estimate (and, with probe_steps > 0, a measured time per epoch) for `config`."""
-    import torch  # noqa: F401  (resident before the runtime is measured, as during training)
+    import torch  # (resident before the runtime is measured, as during training)
     import transformers  # noqa: F401
 
     shape = model_shape(config)
     device, avail = available_memory()
-    tokens = micro_batch_tokens(config, data_lengths(config))
+    lengths = data_lengths(config)
+    tokens = micro_batch_tokens(config, lengths, "cuda" if torch.cuda.is_available() else "cpu")
     runtime = current_rss()
     memory = {name: estimate_memory(shape, config, checkpointing=on, runtime=runtime,
                                     tokens=tokens)
@@ -326,6 +334,7 @@ def make_plan(config: TrainConfig, *, probe_steps: int = 0, progress: bool = Fal
     plan = Plan(model=config.model, method=config.method, device=device, params=shape.params,
                 trainable=trainable_params(shape, config),
                 batch_size=config.training.batch_size, tokens_per_micro_batch=tokens,
+                batch_tokens=batch_tokens(config, lengths)[0],
                 logit_chunk_tokens=logit_chunk_tokens(tokens, shape.vocab), memory=memory,
                 configured_checkpointing=config.training.gradient_checkpointing == "on",
                 available=avail)

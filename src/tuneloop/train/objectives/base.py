@@ -9,7 +9,8 @@ progress bars and the final model. An objective owns what it optimises:
 1. `prepare_data(config, renderer)` → `PreparedData`: its examples (any type it likes), counts of
    dropped rows by reason, the data fingerprint a resume compares (R6), and the data format.
 2. `lengths(examples)` → tokens per example: the batch plan (`plan_batches`) groups examples into
-   micro-batches by count and, with `training.max_tokens_per_batch`, by these lengths.
+   batches by count; the token budget (`training.max_tokens_per_batch`) cuts a batch into packed
+   micro-batches by these lengths (`split_by_tokens`), whose gradients accumulate.
 3. `setup(model, data, ctx)`: once, after the trainable model is built (LoRA or full) and before
    the optimizer, `accelerator.prepare` and any resume. Switch attention kernels, build extra
    models (a frozen reference), precompute what needs the untrained weights. Whatever it keeps

@@ -1,67 +1,96 @@
-"""The shipped loop on train_throughput's held-out-like rows at one token budget: tok/s after
-the first step, per-step MFU, peak RSS; with `prof`, torch.profiler's table of where a step's
-CPU time goes (steps after the first).
+"""The shipped loop on train_throughput's held-out-like rows at one token budget: real tokens/s
+over the steps after the first (tokens counted as each step collates them), per-step MFU, peak
+RSS; with `prof`, torch.profiler's table of where those steps' CPU time goes.
 
     python benchmarks/train_profile.py 1024 4          # budget (or none), steps
     python benchmarks/train_profile.py 1024 3 prof     # + the profiler table
 """
+
+from __future__ import annotations
+
 import json
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
 import torch
 import train_throughput as tt
 
+from tuneloop import rundir
 from tuneloop.models import load_tokenizer
 from tuneloop.train import TrainConfig, TrainHooks, objectives, train
 from tuneloop.train.fingerprint import rendered_hash
 from tuneloop.train.objectives.base import PreparedData
 from tuneloop.train.objectives.sft import SFTObjective
 
-budget = None if sys.argv[1] == "none" else int(sys.argv[1])
-steps = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-profile = len(sys.argv) > 3 and sys.argv[3] == "prof"
-tok = load_tokenizer("smollm2-135m-instruct")
-rows = tt.make_rows(tok, 8 * steps, 0, "heldout")
+MODEL = "smollm2-135m-instruct"
 
-class Ex:
-    def __init__(s, r): s.input_ids, s.labels = r["input_ids"], r["labels"]
-ex = [Ex(r) for r in rows]
-class RowsSFT(SFTObjective):
-    def prepare_data(self, config, renderer):
-        return PreparedData(train=ex, eval=[], fingerprint={"id": rendered_hash(ex)})
-objectives.OBJECTIVES["sft"] = lambda c: RowsSFT()
-times = []
-prof = None
-if profile:
-    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                  schedule=torch.profiler.schedule(wait=1, warmup=0, active=steps - 1))
-    prof.start()
-def after(step):
-    times.append(time.perf_counter())
-    if prof: prof.step()
-with tempfile.TemporaryDirectory() as tmp:
-    Path(tmp, "d.jsonl").write_text("")
-    cfg = TrainConfig.model_validate({"name": "p", "model": "smollm2-135m-instruct", "method": "full",
-        "data": {"train": [str(Path(tmp, "d.jsonl"))], "eval_fraction": 0.0, "max_length": 1024},
-        "training": {"max_steps": steps, "batch_size": 8, "learning_rate": 2e-5, "precision": "fp32",
-                     "max_tokens_per_batch": budget},
-        "eval": {"at_start": False}, "logging": {"interval": 1, "report_to": [], "progress": False}})
-    t0 = time.perf_counter()
-    res = train(cfg, output_dir=Path(tmp) / "run", hooks=TrainHooks(after_step=after))
-    info = json.loads((res.run_dir / "run.json").read_text())
-    m = [r for r in __import__("tuneloop.rundir", fromlist=["x"]).read_metrics(res.run_dir) if r["kind"] == "train"]
-if prof:
-    prof.stop()
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=35))
-tokens = sum(len(r["input_ids"]) for r in rows)
-import itertools
-import resource
 
-print("budget", budget, "tokens", tokens, "step times", [round(b - a, 2) for a, b in itertools.pairwise(times)])
-print("tok/s after step1:", sum(len(r["input_ids"]) for r in rows[8:]) / (times[-1] - times[0]))
-print("mfu rows", [r.get("mfu") for r in m], "flops/token", info["flops_per_token"], "peak", info.get("peak_flops"))
-print("peak rss MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+class Example:
+    def __init__(self, row):
+        self.input_ids, self.labels = row["input_ids"], row["labels"]
+
+
+def main() -> None:
+    budget = None if sys.argv[1] == "none" else int(sys.argv[1])
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    profile = len(sys.argv) > 3 and sys.argv[3] == "prof"
+    rows = tt.make_rows(load_tokenizer(MODEL), tt.BATCH_SIZE * steps, 0, "heldout")
+    examples = [Example(r) for r in rows]
+    tokens = [0]
+
+    class RowsSFT(SFTObjective):
+        def prepare_data(self, config, renderer):
+            return PreparedData(train=examples, eval=[],
+                                fingerprint={"id": rendered_hash(examples)})
+
+        def collate(self, batch_examples):
+            batch = super().collate(batch_examples)
+            tokens[0] += batch.n_real_tokens
+            return batch
+
+    objectives.OBJECTIVES["sft"] = lambda config: RowsSFT()
+    marks: list[tuple[float, int]] = []  # (time, real tokens so far) after each step
+    prof = None
+    if profile:
+        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                      schedule=torch.profiler.schedule(wait=1, warmup=0,
+                                                                       active=steps - 1))
+        prof.start()
+
+    def after_step(step: int) -> None:
+        marks.append((time.perf_counter(), tokens[0]))
+        if prof:
+            prof.step()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp, "unused.jsonl")  # the objective above supplies the rows
+        data.write_text("")
+        config = TrainConfig.model_validate({
+            "name": "profile", "model": MODEL, "method": "full",
+            "data": {"train": [str(data)], "eval_fraction": 0.0, "max_length": 1024},
+            "training": {"max_steps": steps, "batch_size": tt.BATCH_SIZE, "learning_rate": tt.LR,
+                         "precision": "fp32", "max_tokens_per_batch": budget},
+            "eval": {"at_start": False},
+            "logging": {"interval": 1, "report_to": [], "progress": False}})
+        result = train(config, output_dir=Path(tmp) / "run",
+                       hooks=TrainHooks(after_step=after_step))
+        info = json.loads((result.run_dir / "run.json").read_text())
+        mfu = [r.get("mfu") for r in rundir.read_metrics(result.run_dir) if r["kind"] == "train"]
+    if prof:
+        prof.stop()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=35))
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    print(f"budget {budget}: {(n1 - n0) / (t1 - t0):.1f} real tok/s over steps 2-{steps} "
+          f"({n1 - n0} tokens); per-step MFU {[round(100 * m, 1) for m in mfu]} % "
+          f"({info['flops_per_token'] / 1e9:.3f} GFLOP/token, peak "
+          f"{info['peak_flops'] / 1e9:.0f} GFLOP/s); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -170,8 +170,9 @@ def test_embedded_cache_location_honours_env(monkeypatch, tmp_path):
     assert not models._cache_is_valid(models.embedded_cache_dir(), models.embedded_gguf_path())
 
 
-def test_processes_started_together_convert_the_embedded_model_once(monkeypatch, tmp_path):
-    """Two loaders on an empty cache: one converts, the other waits for its copy (the lock)."""
+def test_loaders_started_together_convert_the_embedded_model_once(monkeypatch, tmp_path):
+    """Two loaders on an empty cache (threads here; the flock works the same between processes):
+    one converts, the other waits for its copy."""
     import threading
     import time
 

@@ -100,8 +100,9 @@ class TrainingSettings(_Strict):
     adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
     adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
     max_grad_norm: float | None = Field(1.0, description="Clip gradients to this norm; null = off.")
-    batch_size: int = Field(8, gt=0, description="Examples per micro-batch per process.")
-    gradient_accumulation: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    batch_size: int = Field(8, gt=0, description="Examples per batch per process "
+                            "(packed; the token budget may run it as several micro-batches).")
+    gradient_accumulation: int = Field(1, gt=0, description="Batches per optimizer step.")
     max_tokens_per_batch: PositiveInt | Literal["auto"] | None = Field(
         "auto", description="Cap on the tokens of one packed micro-batch: a batch longer than "
         "this runs as several micro-batches whose gradients accumulate into the same step (the "

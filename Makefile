@@ -40,7 +40,7 @@ demo: setup
 # single-threaded (imports, subprocesses, servers), so two workers on 2 cores took the suite from
 # 705 s to 425 s here; one thread each keeps them from oversubscribing the cores.
 test: $(DEV_STAMP) $(CHROMIUM)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

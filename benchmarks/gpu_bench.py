@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SHAPES = {  # name -> extra train_throughput.py arguments
     "model": [],  # the --model weights (embedded SmolLM2-135M by default)
+    "smollm2-135m": ["--shape", "smollm2-135m"],  # its shape, random init (no weights needed)
     "llama-1b": ["--shape", "llama-1b"],
     "tiny": ["--shape", "tiny"],  # tests on CPU
 }

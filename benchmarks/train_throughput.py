@@ -119,7 +119,11 @@ def load(args, device: str):
     else:
         tok = load_tokenizer(args.model)
         if args.shape == "smollm2-135m":
-            config = AutoConfig.from_pretrained(ensure_embedded_model(progress=False))
+            # --model may be a directory with the config and tokenizer but no weights (what
+            # travels to a GPU machine that cannot install the embedded model).
+            has_config = (Path(args.model) / "config.json").is_file()
+            config = AutoConfig.from_pretrained(
+                args.model if has_config else ensure_embedded_model(progress=False))
         elif args.shape == "tiny":  # tests: a 2-layer Llama sized for the tokenizer
             config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                                  num_hidden_layers=2, num_attention_heads=4,

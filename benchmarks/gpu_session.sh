@@ -24,6 +24,7 @@ GPU_BUDGET=${GPU_BUDGET:-250}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export TUNELOOP_CACHE=$(mktemp -d) TUNELOOP_HOME=$(mktemp -d)
 if ls .gpu/whl/*.whl >/dev/null 2>&1; then
+  rm -rf /tmp/site  # a warm machine keeps the last call's packages
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .gpu/whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD/src

@@ -380,10 +380,23 @@ def child(args) -> None:
     """Run one side, write its result JSON."""
     rows = json.loads(Path(args.child_data).read_text())
     device = args.device
+    profile = os.environ.get("TRAIN_THROUGHPUT_PROFILE")  # where the time of a side goes
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     if args.child in ("trl", "trl-fp32"):
         result = run_trl(args, rows, device, fp32=args.child == "trl-fp32")
     else:
         result = run_tuneloop(args, rows, device, json.loads(args.child_variant))
+    if profile:
+        import pstats
+
+        profiler.disable()
+        stats = pstats.Stats(profiler, stream=sys.stderr)
+        stats.sort_stats(profile if profile in ("tottime", "cumulative") else "tottime")
+        stats.print_stats(30)
     Path(args.child_out).write_text(json.dumps(result))
 
 

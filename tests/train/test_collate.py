@@ -17,6 +17,7 @@ from tuneloop.train.collate import (
     collate_packed,
     collate_padded,
     enable_packed_attention,
+    kernel_dtype,
     packed_loss,
     plan_batches,
     split_by_tokens,
@@ -135,6 +136,36 @@ def test_documents_do_not_attend_to_each_other(tiny_tokenizer, attention):
     assert not torch.allclose(before[:15], after[:15], atol=1e-3)
     # B packed after A gives the same logits as B alone: nothing leaks from A at all.
     assert torch.allclose(logits([b]), before[15:], atol=1e-5)
+
+
+def test_attention_kernels_get_the_autocast_dtype_though_rotary_promotes_q(
+        tiny_tokenizer, monkeypatch):
+    """Under bf16 autocast the rotary embedding hands attention fp32 q/k beside a bf16 v; the
+    varlen kernel must be given autocast's dtype (on the H200 it was skipped for fp32 q and every
+    document ran as its own SDPA call)."""
+    from transformers import AttentionInterface
+
+    from tuneloop.train import collate
+
+    model = make_tiny_model(tiny_tokenizer, seed=2).float().eval()
+    enable_packed_attention(model, "tuneloop_varlen")
+    seen = []
+    inner = AttentionInterface._global_mapping["tuneloop_varlen"]
+
+    def recording(module, query, key, value, *args, **kwargs):
+        seen.append((query.dtype, value.dtype, kernel_dtype(query)))
+        return inner(module, query, key, value, *args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "tuneloop_varlen", recording)
+    batch = collate_packed(_examples(tiny_tokenizer, lengths=(9, 6)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+              cu_seq_lens_q=batch["cu_seqlens"], cu_seq_lens_k=batch["cu_seqlens"],
+              max_length_q=batch["max_seqlen"], max_length_k=batch["max_seqlen"])
+    assert seen, "the packed attention was not called"
+    assert {(q, v) for q, v, _ in seen} == {(torch.float32, torch.bfloat16)}  # the premise
+    assert {k for _, _, k in seen} == {torch.bfloat16}
+    assert collate.kernel_dtype(torch.zeros(1)) == torch.float32  # no autocast: as given
 
 
 def test_with_default_kv_cache_documents_leak(tiny_tokenizer):

@@ -225,6 +225,23 @@ def _model_device(model: Any):
     return next(model.parameters()).device
 
 
+def kernel_dtype(query: Any) -> Any:
+    """The dtype attention should run in: autocast's when it is on for the query's device.
+
+    Under bf16 autocast the q/k projections come out in bf16 but the rotary embedding (cos/sin
+    kept in fp32) promotes q and k back to fp32, while v stays bf16. transformers' sdpa call is
+    autocast and casts all three down; a kernel called directly (varlen_attn) must do the same,
+    or it sees fp32 and the H200 run fell back to one SDPA call per document: 0.44x TRL's
+    tokens/s on the 135M shape (docs/benchmarks.md, "GPU").
+    """
+    import torch
+
+    device = query.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return query.dtype
+
+
 def _varlen_attention(
     module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
 ):
@@ -257,13 +274,14 @@ def _varlen_attention(
             from torch.nn.attention.varlen import varlen_attn
         except ImportError:
             varlen_attn = None
-        if varlen_attn is not None and query.dtype in (torch.float16, torch.bfloat16):
+        dtype = kernel_dtype(query)
+        if varlen_attn is not None and dtype in (torch.float16, torch.bfloat16):
             cu32 = cu.to(device=query.device, dtype=torch.int32)
             max_len = int(kwargs.get("max_length_q") or 0)
             out = varlen_attn(
-                query[0].transpose(0, 1),
-                key[0].transpose(0, 1),
-                value[0].transpose(0, 1),
+                query[0].transpose(0, 1).to(dtype),
+                key[0].transpose(0, 1).to(dtype),
+                value[0].transpose(0, 1).to(dtype),
                 cu32,
                 cu32,
                 max_len,

@@ -115,3 +115,14 @@ def test_chunk_size_scales_with_vocab():
     """About _CHUNK_ELEMENTS logits per chunk, never zero rows."""
     assert lm_loss.chunk_rows(49_152) == lm_loss._CHUNK_ELEMENTS // 49_152
     assert lm_loss.chunk_rows(10**9) == 1
+
+
+def test_a_second_backward_is_refused_not_silently_rescaled():
+    """The gradients are scaled in place in backward; a retain_graph second backward would scale
+    them twice, so autograd's version check must refuse it rather than return wrong gradients."""
+    hidden = torch.randn(5, 8, requires_grad=True)
+    weight = torch.randn(11, 8, requires_grad=True)
+    loss = lm_loss.chunked_linear_cross_entropy(hidden, weight, torch.randint(0, 11, (5,)))
+    (loss * 0.5).backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

@@ -119,7 +119,8 @@ def _function() -> Any:
                 w = weight.to(dtype)
                 grad_h = torch.empty(hidden.shape, dtype=torch.float32,
                                      device=hidden.device) if need_h else None
-                grad_w = torch.zeros(weight.shape, dtype=torch.float32,
+                # Written by the first chunk (no zero fill of a vocab x hidden buffer first).
+                grad_w = torch.empty(weight.shape, dtype=torch.float32,
                                      device=weight.device) if need_w else None
                 total = torch.zeros((), dtype=torch.float32, device=hidden.device)
                 step = chunk_rows(weight.shape[0])
@@ -137,7 +138,12 @@ def _function() -> Any:
                         grad_h[s:s + step] = (g @ w).float()
                     if need_w:
                         if dtype == torch.float32:
-                            grad_w.addmm_(g.T, h)
+                            if s == 0:
+                                torch.mm(g.T, h, out=grad_w)
+                            else:
+                                grad_w.addmm_(g.T, h)
+                        elif s == 0:
+                            grad_w.copy_(g.T @ h)
                         else:
                             grad_w += (g.T @ h).float()
             ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
@@ -149,8 +155,10 @@ def _function() -> Any:
         def backward(ctx, grad_out):
             saved = list(ctx.saved_tensors)
             need_h, need_w = ctx.need
-            gh = (saved.pop(0) * grad_out).to(ctx.dtypes[0]) if need_h else None
-            gw = (saved.pop(0) * grad_out).to(ctx.dtypes[1]) if need_w else None
+            # Scaled in place, so no new vocab x hidden tensor is made (a second, retain_graph
+            # backward is refused by autograd's version check on the saved buffers).
+            gh = saved.pop(0).mul_(grad_out).to(ctx.dtypes[0]) if need_h else None
+            gw = saved.pop(0).mul_(grad_out).to(ctx.dtypes[1]) if need_w else None
             return gh, gw, None, None, None, None
 
     return ChunkedLinearCE

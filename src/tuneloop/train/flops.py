@@ -115,8 +115,12 @@ def gpu_table_peak(name: str, dtype: str) -> float | None:
     return None
 
 
-def probe_matmul(dtype: str, device: str = "cpu", size: int = PROBE_SIZE, repeat: int = 5) -> float:
-    """Best-of-`repeat` FLOP/s of a size x size matmul."""
+def probe_matmul(dtype: str, device: str = "cpu", size: int = PROBE_SIZE, repeat: int = 20) -> float:
+    """Best-of-`repeat` FLOP/s of a size x size matmul.
+
+    20, not 5: on a shared 2-core VM single 2048^3 products ranged 124-171 GFLOP/s within one
+    second and best-of-5 probes read 122-162, so a short probe understated the peak (and
+    overstated MFU) by up to a quarter; 20 products take about 2 s there."""
     import torch
 
     tdtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]

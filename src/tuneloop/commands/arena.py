@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from tuneloop.commands.listen import listen_options
+
 _db_option = click.option(
     "--db", type=click.Path(dir_okay=False, path_type=Path), default=Path("arena.sqlite"),
     show_default=True, help="The arena's sqlite file (votes, answers, sessions).")
@@ -28,12 +30,7 @@ def arena_group() -> None:
               "turn keep it); e.g. --model plain=REF --model prompted=REF "
               "--system-prompt prompted='Be concise.'")
 @_db_option
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; anything but loopback needs --api-key (or --insecure).")
-@click.option("--port", default=8100, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--api-key", envvar="TUNELOOP_API_KEY", default=None,
-              help="Access key raters type when they sign in [env TUNELOOP_API_KEY].")
-@click.option("--insecure", is_flag=True, help="Allow a non-loopback bind without --api-key.")
+@listen_options(port=8100, api_key_help="Access key raters type when they sign in")
 @click.option("--max-votes", type=click.IntRange(min=1), default=None,
               help="Votes each rater may cast (default: no limit).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,

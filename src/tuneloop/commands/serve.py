@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import click
 
+from tuneloop.commands.listen import listen_options
+
 
 @click.command("serve")
 @click.argument("ref")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; anything but loopback needs --api-key (or --insecure).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--api-key", envvar="TUNELOOP_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' on every /v1 route [env TUNELOOP_API_KEY].")
-@click.option("--insecure", is_flag=True, help="Allow a non-loopback bind without an API key.")
+@listen_options(port=8000, api_key_help="Require 'Authorization: Bearer KEY' on every /v1 route")
 @click.option("--model-name", default=None, help="Model id clients send (default: REF).")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(1),
               help="Larger request bodies get 413.")

@@ -32,7 +32,8 @@ SHAPES = {  # name -> extra train_throughput.py arguments
     "llama-1b": ["--shape", "llama-1b"],
     "tiny": ["--shape", "tiny"],  # tests on CPU
 }
-# tuneloop rows per shape: the defaults, and with torch.compile (a GPU lever; ignored on CPU).
+# tuneloop rows per shape: the defaults, and on a GPU with torch.compile of the whole model (on a
+# CPU compile is per region and its ~30 s compile would dominate the tiny test run).
 VARIANTS = {"cuda": ["gc=auto", "gc=auto,compile=1"], "cpu": ["gc=auto"]}
 
 

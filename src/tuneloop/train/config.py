@@ -117,7 +117,8 @@ class TrainingSettings(_Strict):
     gradient_checkpointing: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: on only when estimated memory exceeds free GPU memory."
     )
-    compile: bool = Field(False, description="torch.compile the model (ignored on CPU).")
+    compile: bool = Field(False, description="torch.compile: the whole model on a GPU, each "
+                          "layer's MLP and norms on a CPU (~30 s of compiling on first use).")
     nan_policy: Literal["stop", "skip"] = Field(
         "stop", description="On NaN/inf loss: stop with the step named, or skip the step."
     )

@@ -126,3 +126,13 @@ def test_a_second_backward_is_refused_not_silently_rescaled():
     (loss * 0.5).backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_no_rows_give_zero_gradients():
+    """With no trained positions the weight gradient is zero, not an uninitialised buffer."""
+    hidden = torch.randn(0, 8, requires_grad=True)
+    weight = torch.randn(11, 8, requires_grad=True)
+    loss = lm_loss.chunked_linear_cross_entropy(hidden, weight, torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    assert float(loss) == 0.0
+    assert torch.count_nonzero(weight.grad) == 0

@@ -119,9 +119,11 @@ def _function() -> Any:
                 w = weight.to(dtype)
                 grad_h = torch.empty(hidden.shape, dtype=torch.float32,
                                      device=hidden.device) if need_h else None
-                # Written by the first chunk (no zero fill of a vocab x hidden buffer first).
-                grad_w = torch.empty(weight.shape, dtype=torch.float32,
-                                     device=weight.device) if need_w else None
+                # Written by the first chunk (no zero fill of a vocab x hidden buffer first);
+                # with no rows there is no first chunk, so it must start at zero.
+                alloc = torch.empty if hidden.shape[0] else torch.zeros
+                grad_w = alloc(weight.shape, dtype=torch.float32,
+                               device=weight.device) if need_w else None
                 total = torch.zeros((), dtype=torch.float32, device=hidden.device)
                 step = chunk_rows(weight.shape[0])
                 for s in range(0, hidden.shape[0], step):

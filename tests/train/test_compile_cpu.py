@@ -41,3 +41,15 @@ def test_compile_on_cpu_compiles_the_regions_and_trains_the_same(make_config, tm
     assert weights[True].keys() == weights[False].keys()
     for name, tensor in weights[False].items():
         torch.testing.assert_close(weights[True][name], tensor, rtol=1e-4, atol=1e-5)
+
+
+@cpu_only
+def test_compile_on_cpu_without_a_compiler_is_a_clear_error(make_config, tmp_path, monkeypatch):
+    """No C++ compiler on PATH: a config error naming the fix, before any step runs."""
+    from tuneloop.errors import ConfigError
+
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    cfg = load_config(make_config("nocxx.yaml", training={"max_steps": 1, "compile": True}))
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler") as err:
+        train(cfg, output_dir=tmp_path / "run", progress=False)
+    assert "training.compile: false" in err.value.fix

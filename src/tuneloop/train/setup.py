@@ -244,6 +244,15 @@ def compile_regions(model: Any) -> int:
     4-step run, at about 30 s of compiling on first use on 2 cores (cached on disk after). Off by
     default for that reason; a lever for long runs.
     """
+    import os
+    import shutil
+
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:  # inductor writes C++ for the CPU and builds it
+        raise ConfigError(
+            f"training.compile on a CPU needs a C++ compiler; {compiler!r} is not on PATH",
+            fix="install one (e.g. apt-get install g++, or set CXX) or set training.compile: "
+            "false")
     count = 0
     for module in model.modules():
         if type(module).__name__.endswith(_FUSED_REGIONS) and hasattr(module, "compile"):

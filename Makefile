@@ -38,7 +38,9 @@ demo: setup
 
 # Tests run in up to 4 worker processes with one torch thread each: much of a test is
 # single-threaded (imports, subprocesses, servers), so two workers on 2 cores took the suite from
-# 705 s to 425 s here; one thread each keeps them from oversubscribing the cores.
+# 705 s to 425 s here; one thread each keeps them from oversubscribing the cores. Each test file
+# stays in one worker (loadscope): its module fixtures and test order are those of a serial run
+# (a test that relied on the one above it failed in CI when split off); ~530 s here.
 test: $(DEV_STAMP) $(CHROMIUM)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 

@@ -14,7 +14,7 @@
 #   cp ~/.cache/tuneloop/models/smollm2-135m-instruct/{*.jinja,*.json} .gpu/smollm2/
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux2014_x86_64 -d .gpu/whl trl datasets dill multiprocess pydantic \
-#     pydantic_core annotated_types typing_inspection platformdirs
+#     pydantic_core annotated_types typing_inspection platformdirs datasketch
 # Do not carry transformers/huggingface_hub/accelerate/peft: the machine's own set is consistent,
 # and huggingface_hub 2.x needs httpx2/httpcore2, which the machine lacks (a lost call, seen).
 # then run `bash benchmarks/gpu_session.sh` there with .gpu carried. Results land in $OUT.

@@ -145,8 +145,6 @@ def test_attention_kernels_get_the_autocast_dtype_though_rotary_promotes_q(
     document ran as its own SDPA call)."""
     from transformers import AttentionInterface
 
-    from tuneloop.train import collate
-
     model = make_tiny_model(tiny_tokenizer, seed=2).float().eval()
     enable_packed_attention(model, "tuneloop_varlen")
     seen = []
@@ -165,7 +163,7 @@ def test_attention_kernels_get_the_autocast_dtype_though_rotary_promotes_q(
     assert seen, "the packed attention was not called"
     assert {(q, v) for q, v, _ in seen} == {(torch.float32, torch.bfloat16)}  # the premise
     assert {k for _, _, k in seen} == {torch.bfloat16}
-    assert collate.kernel_dtype(torch.zeros(1)) == torch.float32  # no autocast: as given
+    assert kernel_dtype(torch.zeros(1)) == torch.float32  # no autocast: as given
 
 
 def test_with_default_kv_cache_documents_leak(tiny_tokenizer):

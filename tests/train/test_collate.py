@@ -166,6 +166,65 @@ def test_attention_kernels_get_the_autocast_dtype_though_rotary_promotes_q(
     assert kernel_dtype(torch.zeros(1)) == torch.float32  # no autocast: as given
 
 
+def _per_document_reference(query, key, value, bounds, groups):
+    """(1, H, T, D) in, (T, H, D) out: causal SDPA per document, the meaning of a varlen call."""
+    pieces = [
+        torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True,
+            enable_gqa=groups > 1)
+        for a, b in itertools.pairwise(bounds)
+    ]
+    return torch.cat(pieces, dim=2)[0].transpose(0, 1)
+
+
+def _fake_kernel(api):
+    """A CPU stand-in for torch's varlen_attn with the keywords of one torch release; it computes
+    the real result from its (T, H, D) inputs, so a wrong layout or mask shows as a wrong value."""
+
+    def run(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale, gqa):
+        assert cu_q.dtype == torch.int32 and torch.equal(cu_q, cu_k)
+        assert max_q == max_k == int((cu_q[1:] - cu_q[:-1]).max())
+        assert causal, "the kernel was not asked for causal attention"
+        groups = q.shape[1] // k.shape[1]
+        assert groups == 1 or gqa, "fewer key/value heads given to a kernel without GQA"
+        as_bhtd = [t.transpose(0, 1).unsqueeze(0) for t in (q, k, v)]
+        return _per_document_reference(*as_bhtd, cu_q.tolist(), groups)
+
+    if api == "2.10":
+        def kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False,
+                   return_aux=None, scale=None):
+            return run(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal, scale, False)
+    elif api == "2.11":
+        def kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
+                   scale=None, window_size=(-1, -1)):
+            return run(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k,
+                       tuple(window_size) == (-1, 0), scale, False)
+    else:
+        def kernel(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
+                   scale=None, window_size=(-1, -1), enable_gqa=False):
+            return run(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k,
+                       tuple(window_size) == (-1, 0), scale, enable_gqa)
+    return kernel
+
+
+@pytest.mark.parametrize("api", ["2.10", "2.11", "2.13"])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_the_varlen_kernel_is_called_right_whatever_its_torch_release(api, groups):
+    """The CUDA kernel's keywords changed between releases (is_causal, window_size, enable_gqa);
+    the call adapts, and repeats key/value heads itself where the kernel has no GQA."""
+    from tuneloop.train.collate import call_varlen
+
+    torch.manual_seed(0)
+    bounds = [0, 5, 12, 13, 20]
+    query = torch.randn(1, 6, 20, 8)
+    key, value = torch.randn(1, 6 // groups, 20, 8), torch.randn(1, 6 // groups, 20, 8)
+    cu = torch.tensor(bounds)
+    out = call_varlen(_fake_kernel(api), query, key, value, cu, 7, scaling=None, groups=groups)
+    expected = _per_document_reference(query, key, value, bounds, groups)
+    assert out.shape == (20, 6, 8)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
 def test_with_default_kv_cache_documents_leak(tiny_tokenizer):
     """Why packed_loss passes use_cache=False: with a cache transformers ignores the packing."""
     model = make_tiny_model(tiny_tokenizer, seed=2).float().eval()

@@ -18,6 +18,8 @@ document is set to -100 so the last token of one document never predicts the nex
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import random
 from collections.abc import Sequence
@@ -242,6 +244,47 @@ def kernel_dtype(query: Any) -> Any:
     return query.dtype
 
 
+@functools.cache
+def _keywords(kernel) -> frozenset[str]:
+    """The keyword names ``kernel`` accepts (looked up once: attention runs per layer per step)."""
+    return frozenset(inspect.signature(kernel).parameters)
+
+
+def call_varlen(kernel, query, key, value, cu, max_len: int, *, scaling, groups: int):
+    """Causal ``kernel`` (torch's ``varlen_attn``) over packed documents; (1, H, T, D) in, (T, H, D) out.
+
+    The kernel's keywords changed between torch releases: 2.10 takes ``is_causal``, later ones a
+    ``window_size`` ((-1, 0) is causal) and, later still, ``enable_gqa``. We pass what the installed
+    version accepts and repeat the key/value heads ourselves where it has no GQA, so the same code
+    runs on whatever torch a GPU machine has (the lent H200 had 2.11, this project pins 2.13).
+    """
+    import torch
+
+    accepted = _keywords(kernel)
+    options: dict[str, Any] = {"scale": scaling}
+    if "window_size" in accepted:
+        options["window_size"] = (-1, 0)
+    else:
+        options["is_causal"] = True
+    if groups > 1:
+        if "enable_gqa" in accepted:
+            options["enable_gqa"] = True
+        else:
+            key = key.repeat_interleave(groups, dim=1)
+            value = value.repeat_interleave(groups, dim=1)
+    cu32 = cu.to(device=query.device, dtype=torch.int32)
+    return kernel(
+        query[0].transpose(0, 1),
+        key[0].transpose(0, 1),
+        value[0].transpose(0, 1),
+        cu32,
+        cu32,
+        max_len,
+        max_len,
+        **options,
+    )
+
+
 def _varlen_attention(
     module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs
 ):
@@ -276,19 +319,15 @@ def _varlen_attention(
             varlen_attn = None
         dtype = kernel_dtype(query)
         if varlen_attn is not None and dtype in (torch.float16, torch.bfloat16):
-            cu32 = cu.to(device=query.device, dtype=torch.int32)
-            max_len = int(kwargs.get("max_length_q") or 0)
-            out = varlen_attn(
-                query[0].transpose(0, 1).to(dtype),
-                key[0].transpose(0, 1).to(dtype),
-                value[0].transpose(0, 1).to(dtype),
-                cu32,
-                cu32,
-                max_len,
-                max_len,
-                scale=scaling,
-                window_size=(-1, 0),
-                enable_gqa=groups > 1,
+            out = call_varlen(
+                varlen_attn,
+                query.to(dtype),
+                key.to(dtype),
+                value.to(dtype),
+                cu,
+                int(kwargs.get("max_length_q") or (cu[1:] - cu[:-1]).max()),
+                scaling=scaling,
+                groups=groups,
             )
             return out.unsqueeze(0), None
     bounds = cu.tolist()

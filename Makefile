@@ -8,6 +8,8 @@ INSTALL := $(PY) -m pip install -q --no-compile
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 CHROMIUM := /usr/bin/chromium
+# Debian's jemalloc for this machine's architecture (x86_64-linux-gnu, aarch64-linux-gnu).
+JEMALLOC := /usr/lib/$(shell uname -m)-linux-gnu/libjemalloc.so.2
 
 .PHONY: setup demo test lint clean
 
@@ -31,7 +33,14 @@ $(DEV_STAMP): $(STAMP)
 $(CHROMIUM):
 	apt-get update && apt-get install -y chromium
 
-setup: $(STAMP)
+# jemalloc: the tuneloop command re-executes itself with it (src/tuneloop/allocator.py); a
+# training process then peaks up to a third lower at the same speed (docs/benchmarks.md,
+# "allocator"). Not fatal here: without it tuneloop runs with the system malloc.
+$(JEMALLOC):
+	apt-get install -y libjemalloc2 || (apt-get update && apt-get install -y libjemalloc2) || \
+		echo "note: could not install libjemalloc2; tuneloop will use the system allocator"
+
+setup: $(STAMP) $(JEMALLOC)
 
 demo: setup
 	$(VENV)/bin/tuneloop demo --workdir demo-run --overwrite
@@ -41,7 +50,7 @@ demo: setup
 # 705 s to 425 s here; one thread each keeps them from oversubscribing the cores. Each test file
 # stays in one worker (loadscope): its module fixtures and test order are those of a serial run
 # (a test that relied on the one above it failed in CI when split off); ~530 s here.
-test: $(DEV_STAMP) $(CHROMIUM)
+test: $(DEV_STAMP) $(CHROMIUM) $(JEMALLOC)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 lint: $(DEV_STAMP)

@@ -12,7 +12,7 @@ Prints estimate, measurement and their ratio per config (target: within 25%). Th
 shared, so step times are noisy; memory is not.
 
     .venv/bin/python benchmarks/plan_accuracy.py [--model smollm2-135m-instruct] [--steps 6]
-        [--probe-steps 3] [--threads N] [--only lora,full,long]
+        [--probe-steps 3] [--threads N] [--only lora,full,long] [--system-malloc]
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--probe-steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", default="lora,full,long")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="measure with glibc's malloc instead of jemalloc")
     ap.add_argument("--child", nargs=4, metavar=("MODE", "CONFIG", "STEPS", "OUT"))
     args = ap.parse_args()
     if args.child:
@@ -108,7 +110,11 @@ def main() -> None:
         return
     import yaml
 
-    env = dict(os.environ)
+    from tuneloop import allocator
+
+    # The training child runs with the malloc the `tuneloop` command gets (jemalloc where
+    # installed): peak RSS depends on it. --system-malloc measures glibc's instead.
+    env = dict(os.environ) if args.system_malloc else allocator.preload_env() or dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)

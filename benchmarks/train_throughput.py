@@ -23,7 +23,9 @@ against the fp32 and bf16 probe peaks; peak memory is the child's ru_maxrss (CPU
 A --variant is a comma-separated list of tuneloop settings (attn=varlen|sdpa, gc=0|1|auto =
 training.gradient_checkpointing, bf16=0|1|auto = training.precision fp32|bf16|auto (bf16 on a
 CPU needs native bf16 kernels), max_tokens=auto|none|N = training.max_tokens_per_batch
-(auto: the shipped default), compile=0|1, threads=N); each variant is one more tuneloop row.
+(auto: the shipped default), compile=0|1, threads=N, alloc=auto|system: the malloc, auto =
+jemalloc where installed, as the `tuneloop` command runs); each variant is one more tuneloop row.
+TRL rows run with the system malloc, as TRL's users run it; each row reports the one it had.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ MAX_GRAD_NORM = 1.0  # transformers' TrainingArguments default
 # What the shipped loop does by default (docs/benchmarks.md): per-document attention, no activation
 # checkpointing, training.precision auto (bf16 on a GPU or a CPU with native bf16, else fp32).
 CPU_DEFAULTS = {"attn": "varlen", "gc": 0, "bf16": "auto", "max_tokens": "auto",
-                "compile": 0, "threads": 0}
+                "compile": 0, "threads": 0, "alloc": "auto"}
 CUDA_DEFAULTS = {"attn": "auto", "gc": 0, "bf16": "auto", "max_tokens": "auto",
-                 "compile": 0, "threads": 0}
+                 "compile": 0, "threads": 0, "alloc": "auto"}
 LENGTHS = {  # (median, log-normal sigma, min, max) of a row's total tokens
     "instruct": (180, 0.9, 20, 1000),
     "heldout": (136, 1.07, 20, 1024),  # p95 = 136 * e^(1.645 * 1.07) ~ 792
@@ -345,11 +347,24 @@ def _token_budget(value) -> int | str | None:
     return None if value in ("none", 0) else value
 
 
+def child_env(side: str, variant: dict | None) -> dict:
+    """The side's malloc: tuneloop rows get what the `tuneloop` command re-executes with
+    (jemalloc where installed, tuneloop/allocator.py; alloc=system keeps glibc's), TRL rows the
+    system's, as its users run it."""
+    from tuneloop import allocator
+
+    env = dict(os.environ)
+    if side == "tuneloop" and variant and variant.get("alloc") != "system":
+        env = allocator.preload_env(env) or env
+    return env
+
+
 def variant_label(v: dict) -> str:
     """Short, stable description of a tuneloop variant."""
     parts = [f"attn={v['attn']}", f"gc={v['gc']}", f"bf16={v['bf16']}"]
     parts += [f"max_tokens={v['max_tokens']}"]
     parts += [f"{k}={v[k]}" for k in ("compile", "threads") if v[k]]
+    parts += [f"alloc={v['alloc']}"] if v["alloc"] != "auto" else []
     return ",".join(parts)
 
 
@@ -365,7 +380,7 @@ def parse_variant(text: str, device: str) -> dict:
         if key not in v:
             raise SystemExit(f"--variant: unknown key {key!r}; use one of {sorted(v)}")
         auto = key in ("bf16", "gc", "max_tokens") and value == "auto"
-        keep = key == "attn" or auto or (key == "max_tokens" and value == "none")
+        keep = key in ("attn", "alloc") or auto or (key == "max_tokens" and value == "none")
         v[key] = value if keep else int(value)
     if v["bf16"] == 1 and device != "cuda":
         from tuneloop.train.setup import cpu_native_bf16
@@ -397,6 +412,9 @@ def child(args) -> None:
         stats = pstats.Stats(profiler, stream=sys.stderr)
         stats.sort_stats(profile if profile in ("tottime", "cumulative") else "tottime")
         stats.print_stats(30)
+    from tuneloop import allocator
+
+    result["allocator"] = allocator.active()
     Path(args.child_out).write_text(json.dumps(result))
 
 
@@ -460,7 +478,7 @@ def main() -> None:
                    "--warmup", str(args.warmup), "--method", args.method,
                    "--seed", str(args.seed)] + (["--shape", args.shape] if args.shape else [])
             cmd += ["--quiet"] if args.quiet else []
-            done = subprocess.run(cmd, check=False)
+            done = subprocess.run(cmd, env=child_env(side, variant), check=False)
             if done.returncode != 0 or not out.exists():
                 # Keep what finished: one failed (or interrupted) row must not lose the others.
                 print(f"  {side} {variant or ''} failed (exit {done.returncode}); see above",
@@ -474,7 +492,8 @@ def main() -> None:
             print(f"  {r['name']}: {r['real_tokens_per_s']:.1f} real tok/s "
                   f"MFU {100 * r['mfu']:.1f}% ({r['dtype']}), "
                   f"({r['real_tokens_per_cpu_s']:.1f}/CPU-s), "
-                  f"peak {r['peak_mib']:.0f} MiB, losses {r['losses']}", flush=True)
+                  f"peak {r['peak_mib']:.0f} MiB ({r['allocator']} malloc), "
+                  f"losses {r['losses']}", flush=True)
     if not results:
         raise SystemExit("no run finished")
     print_table(results)

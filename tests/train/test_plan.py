@@ -81,3 +81,22 @@ def test_plan_and_train_commands_print_the_estimate(make_config, tmp_path, capsy
     out = capsys.readouterr().out
     assert out.index("peak memory per process") < out.index("steps:")
     assert main(["plan", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_plan_says_when_the_system_malloc_makes_its_estimate_a_lower_bound(make_config,
+                                                                          monkeypatch):
+    """With jemalloc (what `make` installs) RSS follows the live memory the plan counts; with the
+    system malloc the plan says its estimate can be exceeded, and how to fix that."""
+    from tuneloop import allocator
+    from tuneloop.train.config import load_config
+    from tuneloop.train.plan import make_plan
+
+    cfg = load_config(make_config())
+    assert allocator.find_jemalloc(), "libjemalloc2 missing: `make test` installs it"
+    with_jemalloc = make_plan(cfg)
+    assert with_jemalloc.allocator == "jemalloc"
+    assert not any("jemalloc" in a for a in with_jemalloc.advice)
+    monkeypatch.setenv(allocator.CHOICE_ENV, "system")
+    system = make_plan(cfg)
+    assert system.allocator == "system" and system.to_json()["allocator"] == "system"
+    assert any("install libjemalloc2" in a for a in system.advice)

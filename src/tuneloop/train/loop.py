@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneloop import rundir
+from tuneloop import allocator, rundir
 from tuneloop.errors import (
     CheckpointError,
     ConfigError,
@@ -300,6 +300,8 @@ def _start_run_dir(run: Run, trackers: list[str], started: float) -> None:
         "dropped": data.dropped, "train_examples": len(data.train),
         "eval_examples": len(data.eval),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        # Peak memory depends on it (tuneloop/allocator.py), so the run says which it had.
+        "allocator": allocator.active(),
     }
     if run.main:  # MFU: FLOPs per token and the device's peak (train/flops.py)
         from tuneloop.train.flops import run_figures

@@ -18,12 +18,13 @@ import pytest
 from tuneloop import allocator
 
 ROOT = Path(__file__).resolve().parents[1]
-# The child runs the console script's entry point with a real argv, then reports on itself.
+# The child runs the console script's entry point (pyproject's [project.scripts]) with a real
+# argv, then reports on itself.
 PROBE = """
 import os, sys
 sys.argv = ["tuneloop", "runs", "--help"]
-from tuneloop.cli import main
-main()
+from tuneloop.__main__ import run
+run()
 from tuneloop import allocator
 print(json.dumps({"allocator": allocator.active(), "pid": os.getpid(),
                   "ld_preload": os.environ.get("LD_PRELOAD"),

@@ -41,8 +41,7 @@ def test_help_loads_only_the_command_layer():
     allowed = {"tuneloop", "tuneloop.cli", "tuneloop.commands", "tuneloop.errors",
                "tuneloop.data", "tuneloop.data.load", "tuneloop.data.records",  # data.load.FORMATS
                # stdlib-only: generate's flags are checked by GenParams before any model loads
-               "tuneloop.infer", "tuneloop.infer.params",
-               "tuneloop.allocator"}  # stdlib-only: the console script's jemalloc re-exec
+               "tuneloop.infer", "tuneloop.infer.params"}
     extra = sorted(m for m in ours - allowed if not m.startswith("tuneloop.commands."))
     assert extra == [], f"`tuneloop --help` imports library modules: {extra}"
     heavy = {"torch", "transformers", "peft", "accelerate", "datasets", "numpy", "pydantic",

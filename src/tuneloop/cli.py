@@ -13,7 +13,6 @@ import sys
 
 import click
 
-from tuneloop.allocator import use_jemalloc
 from tuneloop.errors import TuneloopError
 
 # Each area owns one module under tuneloop.commands that exposes `register(group)`.
@@ -46,8 +45,6 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the CLI and turn user errors into clean exits."""
-    if argv is None:  # the real command line, not a call from Python (tests, launchers)
-        use_jemalloc()  # re-executes with jemalloc preloaded where the system has it
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         # Without standalone mode click returns the code of ctx.exit(n) instead of exiting.

@@ -108,16 +108,18 @@ def test_lora_on_embedded_model_from_cli(tmp_path):
 
 
 def test_a_training_run_records_its_allocator(make_config, tmp_path):
-    """run.json says which malloc the run had: its peak memory depends on it."""
-    config = make_config(training={"max_steps": 1}, save={"interval": None},
-                         eval={"at_start": False, "interval": None})
+    """The installed `tuneloop` script runs training with jemalloc, and run.json says so: a
+    run's peak memory depends on its malloc."""
     from tuneloop import allocator
 
     assert allocator.find_jemalloc({}), "libjemalloc2 missing: `make test` installs it"
+    config = make_config(training={"max_steps": 1}, save={"interval": None},
+                         eval={"at_start": False, "interval": None})
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", allocator.CHOICE_ENV)}
-    proc = subprocess.run([sys.executable, "-m", "tuneloop", "train", str(config), "--output-dir",
-                           str(run), "--no-progress"], env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                          text=True, timeout=600, check=False)
+    script = Path(sys.executable).parent / "tuneloop"  # pyproject's [project.scripts] entry
+    proc = subprocess.run([str(script), "train", str(config), "--output-dir", str(run),
+                           "--no-progress"], env=env, cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((run / "run.json").read_text())["allocator"] == "jemalloc"

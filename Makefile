@@ -34,8 +34,8 @@ $(CHROMIUM):
 	apt-get update && apt-get install -y chromium
 
 # jemalloc: the tuneloop command re-executes itself with it (src/tuneloop/allocator.py); a
-# training process then peaks up to a third lower at the same speed (docs/benchmarks.md,
-# "allocator"). Not fatal here: without it tuneloop runs with the system malloc.
+# training process then peaks up to a third lower at the same speed (docs/benchmarks.md, the
+# "jemalloc" entries). Not fatal here: without it tuneloop runs with the system malloc.
 $(JEMALLOC):
 	apt-get install -y libjemalloc2 || (apt-get update && apt-get install -y libjemalloc2) || \
 		echo "note: could not install libjemalloc2; tuneloop will use the system allocator"

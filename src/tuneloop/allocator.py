@@ -2,11 +2,11 @@
 
 Why: with glibc's malloc a training process keeps the memory of its freed activations and
 backward temporaries in fragmented heap space, so its peak RSS sits far above what it ever holds
-at once. Measured on the embedded model (docs/benchmarks.md, "allocator"): LoRA on 1540-token
-micro-batches peaked at 4865 MiB with glibc and 3363 MiB with jemalloc; full fine-tuning at the
-benchmark's settings 4939-4988 vs 4292-4308 MiB, at the same tokens/s. glibc can be made to
-return that memory (a fixed mmap threshold) but then every large tensor is fresh pages and the
-same run was 25-30 % slower.
+at once. Measured on the embedded model (docs/benchmarks.md, the "jemalloc" entries): LoRA on
+1540-token micro-batches peaked at 4865 MiB with glibc and 3363 MiB with jemalloc; full
+fine-tuning at the benchmark's settings 4916-4950 vs 4269-4333 MiB, at the same tokens/s. glibc
+can be made to return that memory (a fixed mmap threshold) but then every large tensor is fresh
+pages and the same run was 25-30 % slower.
 
 A process cannot change its malloc once it runs, so the console script re-executes itself once
 with jemalloc in ``LD_PRELOAD`` (same PID, same arguments) before anything heavy is imported;

@@ -60,7 +60,7 @@ def test_the_command_reexecutes_itself_with_jemalloc(jemalloc):
     assert report["ld_preload"] is None and report["marks"] == []
 
 
-def test_the_callers_ld_preload_is_kept_for_the_programs_it_starts(jemalloc, tmp_path):
+def test_the_callers_ld_preload_is_kept_for_the_programs_it_starts(jemalloc):
     # A real library the caller preloads (jemalloc itself stands in): it stays preloaded and is
     # what children of the re-executed process see, not our prefix.
     report, _ = _probe(LD_PRELOAD=jemalloc)

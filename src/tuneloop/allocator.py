@@ -45,11 +45,6 @@ def find_jemalloc(environ: Mapping[str, str] = os.environ) -> str | None:
     for path in candidates:
         if Path(path).is_file() and os.access(path, os.R_OK):
             return path
-    if choice and choice != "jemalloc":
-        # Asked for by name: say why it is not used rather than quietly run without it.
-        print(f"warning: {CHOICE_ENV}={choice}: not a readable file; using the system "
-              f"allocator (fix: the path of libjemalloc.so.2, or {CHOICE_ENV}=system)",
-              file=sys.stderr)
     return None
 
 
@@ -97,6 +92,13 @@ def use_jemalloc() -> None:
     env = reexec_env()
     argv = getattr(sys, "orig_argv", None)
     if env is None or not argv:
+        choice = os.environ.get(CHOICE_ENV, "").strip()
+        if choice not in ("", "system", "jemalloc") and find_jemalloc() is None:
+            # A library asked for by path: say why it is not used rather than quietly run
+            # without it (said here, once per command, not by every lookup).
+            print(f"warning: {CHOICE_ENV}={choice}: not a readable file; using the system "
+                  f"allocator (fix: the path of libjemalloc.so.2, or {CHOICE_ENV}=system)",
+                  file=sys.stderr)
         return
     sys.stdout.flush()
     sys.stderr.flush()

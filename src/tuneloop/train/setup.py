@@ -239,8 +239,8 @@ def compile_regions(model: Any) -> int:
 
     On a CPU the whole-model compile does not pay: the per-document attention loops over the
     packed documents, so every new batch layout would recompile. The regions compiled here are
-    the elementwise work between matmuls (norms, silu * up), which inductor fuses: 1.07x on the
-    embedded model's layers alone (benchmarks/cpu_compile.py) but no gain measured on a whole
+    the elementwise work between matmuls (norms, silu * up), which inductor fuses: 1.01-1.07x on
+    the embedded model's layers alone (benchmarks/cpu_compile.py) and no gain measured on a whole
     4-step run, at about 30 s of compiling on first use on 2 cores (cached on disk after). Off by
     default for that reason; a lever for long runs.
     """

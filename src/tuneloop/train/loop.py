@@ -55,10 +55,15 @@ class TrainHooks:
         the unwrapped model (every process); each score is logged as a `suite` row and, with
         eval.best_metric: suite, their mean picks the best checkpoint. `tuneloop train` wires the
         eval suites of `eval.suites` here (train/ imports nothing from eval/).
+    on_eval(step, eval_loss) -> bool: after every held-out evaluation (step 0 with
+        eval.at_start, each eval.interval, each save, the end); True ends the run cleanly
+        after that eval, with status `pruned` (`tuneloop sweep` asks its pruner here). Called
+        on every process with the same (reduced) loss, so it must decide from its arguments.
     """
 
     after_step: Callable[[int], None] | None = None
     evaluate_checkpoint: Callable[[Any, Any, Any], dict[str, float]] | None = None
+    on_eval: Callable[[int, float], bool] | None = None
 
 
 @dataclass
@@ -76,6 +81,7 @@ class TrainResult:
     skipped_steps: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     resumed_from: int | None = None
+    pruned: bool = False  # hooks.on_eval ended the run
 
 
 @dataclass
@@ -100,6 +106,7 @@ class TrainState:
     skipped: int = 0  # steps skipped by nan_policy: skip
     resumed_from: int | None = None
     stopped_early: bool = False
+    pruned: bool = False  # hooks.on_eval asked to stop
     overflows: int = 0  # fp16 steps the grad scaler skipped
     lr_used: float = 0.0  # the LR the last step was taken with
     grad_norm: Any = 0.0  # device tensor: no sync per step
@@ -200,7 +207,7 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
         with optional_progress(run.show, "train") as bar:
             task = bar.add_task("train", total=run.total_steps, completed=state.step,
                                 info="") if bar else None
-            while state.step < run.total_steps and not state.stopped_early:
+            while state.step < run.total_steps and not (state.stopped_early or state.pruned):
                 _train_step(run, state, window)
                 if hooks.after_step is not None:
                     hooks.after_step(state.step)
@@ -484,6 +491,9 @@ def _evaluate(run: Run, state: TrainState, bar: Any) -> EvalResult | None:
                                  accelerator=run.accelerator,
                                  progress=bar if bar is not None else False)
     run.metrics.log("eval", state.step, eval_loss=res.loss, **res.metrics)
+    if run.hooks.on_eval is not None and run.hooks.on_eval(state.step, res.loss):
+        state.pruned = True
+        run.metrics.log("pruned", state.step, eval_loss=res.loss)
     best = state.best
     if best.eval_loss is None or res.loss < best.eval_loss:
         improved = best.eval_loss is None or (
@@ -751,7 +761,8 @@ def _finish(run: Run, state: TrainState, trackers: list[str], started: float) ->
     acc.wait_for_everyone()
     final_eval = state.last_eval.loss if state.last_eval else None
     run.info.update({
-        "status": "stopped_early" if state.stopped_early else "completed", "steps": state.step,
+        "status": "pruned" if state.pruned else
+                  "stopped_early" if state.stopped_early else "completed", "steps": state.step,
         "best_eval_loss": best.eval_loss, "best_checkpoint": best.checkpoint,
         "final_train_loss": state.last_train_loss, "final_eval_loss": final_eval,
         "skipped_steps": state.skipped, "fp16_overflows": state.overflows,
@@ -770,4 +781,5 @@ def _finish(run: Run, state: TrainState, trackers: list[str], started: float) ->
         final_train_loss=state.last_train_loss, final_eval_loss=final_eval,
         best_checkpoint=run.dir.checkpoints / best.checkpoint if best.checkpoint else None,
         model_dir=run.dir.model, stopped_early=state.stopped_early,
-        skipped_steps=state.skipped, dropped=run.data.dropped, resumed_from=state.resumed_from)
+        skipped_steps=state.skipped, dropped=run.data.dropped, resumed_from=state.resumed_from,
+        pruned=state.pruned)

@@ -12,9 +12,7 @@ tokens from `secrets`; sessions are stored only as sha256 hashes of their cookie
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 
 from tuneloop.errors import TuneloopError
 from tuneloop.index import Migration, applied_migrations, migrate, open_wal, write_transaction
+from tuneloop.serve.pages import Session, create_session, find_session, new_token
 
 WINNERS = ("a", "b", "tie", "both_bad")
 MIGRATIONS: list[Migration] = []
@@ -126,24 +125,6 @@ def a002_model_system_prompt(db: sqlite3.Connection) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def new_token() -> str:
-    """An unguessable id: 128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
-
-
-@dataclass(frozen=True)
-class Session:
-    """A signed-in rater: the name they gave and the CSRF token their forms must carry."""
-
-    token_hash: str
-    rater: str
-    csrf: str
 
 
 @dataclass(frozen=True)
@@ -258,20 +239,11 @@ class ArenaStore:
 
     def create_session(self, rater: str) -> tuple[str, Session]:
         """A new session for `rater`: (cookie token, session). Only the token's hash is stored."""
-        token, csrf = new_token(), new_token()
-        session = Session(_hash(token), rater, csrf)
-        with write_transaction(self.db) as db:
-            db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
-                       (session.token_hash, rater, csrf, _now()))
-        return token, session
+        return create_session(self.db, rater)
 
     def session(self, token: str | None) -> Session | None:
         """The session a cookie token belongs to, or None."""
-        if not token or len(token) > 100:
-            return None
-        row = self.db.execute("SELECT token_hash, rater, csrf FROM sessions WHERE token_hash = ?",
-                              (_hash(token),)).fetchone()
-        return Session(*row) if row else None
+        return find_session(self.db, token)
 
     # -- battles and votes --------------------------------------------------------------------
 

@@ -73,7 +73,8 @@ def _run(url, files, out, mode):
     q, r = files
     return main(["eval", "judge", "--questions", str(q), "--reference", str(r),
                  "--model", f"openai:{url}/v1#good", "--model", f"openai:{url}/v1#bad",
-                 "--judge", f"openai:{url}/v1#judge", "--mode", mode, "--out", str(out)])
+                 "--judge", f"openai:{url}/v1#judge", "--mode", mode, "--out", str(out),
+                 "--no-check-judge"])  # the check has its own tests (test_judge_check.py)
 
 
 def test_pairwise_end_to_end_both_orders(tmp_path, files, capsys):

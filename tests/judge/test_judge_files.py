@@ -62,7 +62,8 @@ def test_cli_judges_fastchat_answers_without_generating(tmp_path, capsys):
                      "--answers", str(DATA / "strong-model.jsonl"),
                      "--answers", str(DATA / "weak-model.jsonl"),
                      "--reference", str(DATA / "reference.jsonl"),
-                     "--judge", f"openai:{url}/v1#judge", "--out", str(tmp_path / "out")])
+                     "--judge", f"openai:{url}/v1#judge", "--out", str(tmp_path / "out"),
+                     "--no-check-judge"])
     assert code == 0
     assert len(log) == 20 and all(b["model"] == "judge" for b in log)  # judging only
     assert any("[The Start of Reference Answer]\n12" in b["messages"][-1]["content"]

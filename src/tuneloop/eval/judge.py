@@ -395,6 +395,28 @@ def generate_answers(gen: Generator, questions: list[Question], params: GenParam
     return answers
 
 
+def collect_answers(questions: list[Question], models: Sequence[str],
+                    given: dict[str, list[list[str]]] | None = None,
+                    params: GenParams | None = None, *,
+                    generators: dict[str, Generator] | None = None,
+                    progress: Any = None) -> dict[str, list[list[str]]]:
+    """Each model's answers in question order: `given` ones as they are, the rest generated."""
+    given, generators = given or {}, generators or {}
+    params = params or GenParams(max_tokens=256)
+    answers: dict[str, list[list[str]]] = {}
+    for spec in models:
+        if spec in given:
+            answers[spec] = given[spec]
+            continue
+        task = None
+        if progress is not None:
+            task = progress.add_task(f"answers: {model_label(spec)}",
+                                     total=sum(len(q.turns) for q in questions))
+        gen = generators.get(spec) or make_generator(spec)
+        answers[spec] = generate_answers(gen, questions, params, progress, task)
+    return answers
+
+
 def _words(answers: list[str]) -> int:
     return sum(len(a.split()) for a in answers)
 
@@ -433,6 +455,7 @@ def run_judge(
     explanation: bool = True,
     top_logprobs: int = TOP_LOGPROBS,
     human_votes: Sequence[HumanVote] | None = None,
+    judge_check: dict[str, Any] | None = None,
 ) -> JudgeRun:
     """Generate answers for each model, judge them, aggregate; write outputs if `out_dir`.
 
@@ -440,7 +463,8 @@ def run_judge(
     generated. `scoring="auto"` reads verdicts from the judge's token probabilities where it reports them
     (else parses the text); "parse" always parses. `explanation=False` forces the verdict prefix.
     `human_votes` (pairwise only): people's votes on the same pairs; the summary then carries the
-    judge's agreement with them (`human_agreement`, see `judge_agreement`).
+    judge's agreement with them (`human_agreement`, see `judge_agreement`). `judge_check`: the
+    discrimination check's summary (`judge_check.judge_discrimination`), carried in the summary.
     """
     from rich.progress import Progress
 
@@ -465,16 +489,8 @@ def run_judge(
     generators = generators or {}
 
     with Progress(disable=not show_progress, transient=True) as progress:
-        given = answers or {}
-        answers = {}
-        for spec, label in zip(models, labels):
-            if spec in given:
-                answers[spec] = given[spec]
-                continue
-            n_prompts = sum(len(q.turns) for q in questions)
-            task = progress.add_task(f"answers: {label}", total=n_prompts)
-            gen = generators.get(spec) or make_generator(spec)
-            answers[spec] = generate_answers(gen, questions, answer_params, progress, task)
+        answers = collect_answers(questions, models, answers, answer_params,
+                                  generators=generators, progress=progress)
 
         prompts_cache: dict[str, JudgePrompt] = {}
 
@@ -525,6 +541,8 @@ def run_judge(
                                    m: sum(j["method"] == m for j in judgments)
                                    for m in ("probability", "parsed", "unparseable")},
                                "explanation": explanation, "scoring": scoring}
+    if judge_check is not None:
+        summary["judge_check"] = judge_check
     judge_spec = judge if isinstance(judge, str) else judge_gen.name
     summary["self_preference"] = self_preference(judge_spec, dict(zip(labels, models)))
     if mode == "single":
@@ -651,8 +669,10 @@ def summary_table(summary: dict[str, Any]) -> Any:
 
 
 def summary_warnings(summary: dict[str, Any]) -> list[str]:
-    """Warnings to show under the summary table (self-preference)."""
-    return [w["warning"] for w in summary.get("self_preference") or []]
+    """Warnings to show under the summary table (an untrusted judge, self-preference)."""
+    check = summary.get("judge_check")
+    untrusted = [check["message"]] if check and not check.get("trusted") else []
+    return untrusted + [w["warning"] for w in summary.get("self_preference") or []]
 
 
 def _methods(summary: dict[str, Any]) -> str:

@@ -544,7 +544,10 @@ def run_judge(
     if judge_check is not None:
         summary["judge_check"] = judge_check
     judge_spec = judge if isinstance(judge, str) else judge_gen.name
-    summary["self_preference"] = self_preference(judge_spec, dict(zip(labels, models)))
+    involved = {label: sum(label in (j.get("model"), j.get("model_a"), j.get("model_b"))
+                           for j in judgments) for label in labels}
+    summary["self_preference"] = self_preference(judge_spec, dict(zip(labels, models)), involved,
+                                                 len(judgments))
     if mode == "single":
         summary["results"] = [
             {"model": label, **summarize_scores(

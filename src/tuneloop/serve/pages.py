@@ -23,13 +23,14 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
-
 from tuneloop.index import write_transaction
+
+if TYPE_CHECKING:  # the session helpers serve export and load_reviewed too: no web stack there
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, Response
 
 MAX_NAME = 40
 # The sessions table every page database holds (arena migration a001 created the same shape).
@@ -85,14 +86,18 @@ def find_session(db: sqlite3.Connection, token: str | None) -> Session | None:
     return Session(*row) if row else None
 
 
-def template_environment(folder: str):
-    """A jinja2 environment over `tuneloop/resources/<folder>/`, autoescaping everything."""
+def template_environment(*folders: str):
+    """A jinja2 environment over `tuneloop/resources/<folder>/` (the first folder holding a name
+    wins, so one page can reuse another's stylesheet), autoescaping everything."""
     import jinja2
 
-    root = resources.files("tuneloop").joinpath("resources", folder)
+    roots = [resources.files("tuneloop").joinpath("resources", f) for f in folders]
 
-    def load(name: str) -> str:
-        return root.joinpath(name).read_text(encoding="utf-8")
+    def load(name: str) -> str | None:
+        for root in roots:
+            if root.joinpath(name).is_file():
+                return root.joinpath(name).read_text(encoding="utf-8")
+        return None  # jinja2 raises TemplateNotFound
 
     return jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=True,
@@ -101,6 +106,8 @@ def template_environment(folder: str):
 
 def render_page(env: Any, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     """`template` rendered with a fresh CSP nonce (as `nonce`) and the page security headers."""
+    from fastapi.responses import HTMLResponse  # lazy: start-up of the database-only users
+
     nonce = secrets.token_urlsafe(12)
     html = env.get_template(template).render(nonce=nonce, **context)
     headers = {

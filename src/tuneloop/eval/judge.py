@@ -68,6 +68,23 @@ def _as_turns(value: Any, where: str, field_name: str) -> list[str]:
     return list(turns)
 
 
+def _reference_turns(value: Any, where: str, field_name: str) -> list[str] | None:
+    """Reference answers per turn; an empty turn means no reference for that turn (FastChat's
+    question.jsonl ships `"reference": ["...", ""]`), all empty means none (None)."""
+    turns = [value] if isinstance(value, str) else value
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+        raise EvalError(f"field '{field_name}' must be a string or a list of strings (one per "
+                        f"turn, \"\" where a turn has none), got {json.dumps(value)[:80]}",
+                        where=where, fix=f"write '{field_name}': \"...\" or '{field_name}': "
+                        "[\"turn 1\", \"\"]")
+    return list(turns) if any(t.strip() for t in turns) else None
+
+
+def has_reference(q: Question) -> bool:
+    """Whether any turn of `q` has a reference answer."""
+    return bool(q.reference) and any(r.strip() for r in q.reference)
+
+
 def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
     return read_jsonl_objects(path, error=EvalError, example='{"id": "q1", "question": "..."}')
 
@@ -94,7 +111,7 @@ def load_questions(path: str | Path) -> list[Question]:
             raise EvalError("row has neither 'turns' nor 'question'", where=where,
                             fix='add "question": "..." or "turns": ["...", "..."]')
         ref = row.get("reference")
-        reference = _as_turns(ref, where, "reference") if ref is not None else None
+        reference = _reference_turns(ref, where, "reference") if ref is not None else None
         out.append(Question(qid, turns, reference, row.get("category"), where))
     if not out:
         raise EvalError("no questions in file", where=str(path))
@@ -130,14 +147,20 @@ def load_references(path: str | Path) -> dict[str, list[str]]:
     refs: dict[str, list[str]] = {}
     for where, row in _read_jsonl(Path(path)):
         qid = _row_id(row, where)
-        turns = _fastchat_turns(row, where)
-        if turns is None:
+        choices = row.get("choices")
+        if choices is not None:
+            if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+                _fastchat_turns(row, where)  # raises the format error
+            key, value = "choices[0].turns", choices[0].get("turns")
+        else:
             key = next((k for k in ("reference", "answer", "turns") if k in row), None)
             if key is None:
                 raise EvalError("row has no 'reference', 'answer', 'turns' or 'choices'",
                                 where=where, fix='add "reference": "..."')
-            turns = _as_turns(row[key], where, key)
-        refs[qid] = turns
+            value = row[key]
+        turns = _reference_turns(value, where, key)
+        if turns is not None:  # a row whose every turn is empty gives no reference
+            refs[qid] = turns
     return refs
 
 
@@ -246,12 +269,13 @@ def _conversation(turns: list[str], answers: list[str], label: str = "") -> str:
 
 
 def _reference_block(reference: list[str] | None) -> str:
-    if not reference:
+    if not reference or not any(r.strip() for r in reference):
         return ""
     if len(reference) == 1:
         return f"[The Start of Reference Answer]\n{reference[0]}\n[The End of Reference Answer]"
+    # a turn without a reference ("" in FastChat's file) is left out, the others keep their number
     body = "\n\n".join(f"### Reference answer to turn {i}:\n{r}"
-                       for i, r in enumerate(reference, 1))
+                       for i, r in enumerate(reference, 1) if r.strip())
     return f"<|The Start of Reference Answers|>\n\n{body}\n\n<|The End of Reference Answers|>"
 
 
@@ -260,7 +284,7 @@ def prompt_name(mode: str, q: Question) -> str:
     name = "single" if mode == "single" else "pair"
     if len(q.turns) > 1:
         name += "_multi"
-    if q.reference:
+    if has_reference(q):
         name += "_ref"
     return name
 

@@ -68,3 +68,21 @@ def test_replaced_saves_cannot_be_rewritten(tmp_path):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             store.db.execute(sql)
     store.close()
+
+
+def test_targets_written_for_another_result_is_said(tmp_path):
+    """targets.json naming another result than --result gives a note (the chunks shown may
+    belong to another round); a compare.json is refused with the fix."""
+    from tuneloop.errors import DataError
+
+    files = write_round(tmp_path / "loop")
+    other = tmp_path / "other" / "cases.jsonl"
+    other.parent.mkdir()
+    other.write_bytes(files["result"].read_bytes())
+    assert read_inputs(files["result"], targets=files["targets"]).notes == []
+    [note] = read_inputs(other, targets=files["targets"]).notes
+    assert f"was written for {files['result']}, not {other}" in note
+    compare = tmp_path / "compare.json"
+    compare.write_text("{}", encoding="utf-8")
+    with pytest.raises(DataError, match="a comparison, not one suite result"):
+        read_inputs(compare)

@@ -107,6 +107,10 @@ def read_cases(path: str | Path, case_chunks: dict[str, dict[str, str]] | None =
                ) -> tuple[list[Item], list[dict[str, str]], int]:
     """(failed-case items, every case's text for the 13-gram scan, passed count) of a result."""
     p = cases_file(path)
+    if p.suffix == ".json":  # a compare.json holds several variants: pick one's cases
+        raise DataError("a comparison, not one suite result", where=str(p),
+                        fix="pass the cases.jsonl of the variant to review (beside compare.json, "
+                        "in the variant's directory)")
     if Path(path).is_dir() and not p.is_file():
         raise DataError("no cases.jsonl in this directory", where=str(path),
                         fix="pass a suite result: cases.jsonl or the directory `eval suite` wrote")

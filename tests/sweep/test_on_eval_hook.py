@@ -36,3 +36,15 @@ def test_on_eval_true_ends_the_run_cleanly_as_pruned(sweep_config, tmp_path):
     assert (res.run_dir / "model" / "tuneloop_model.json").is_file()
     [row] = [r for r in list_runs() if r["run_dir"] == str(res.run_dir)]
     assert row["status"] == "pruned" and row["steps"] == 2
+
+
+def test_true_after_the_last_step_leaves_the_run_completed(sweep_config, tmp_path):
+    """The final eval comes after the last step: nothing is left to stop, so a True there
+    does not turn a finished run into a pruned one."""
+    seen: list[int] = []
+    cfg = sweep_config(eval={"interval": None, "at_start": False})
+    res = train(load_config(cfg), output_dir=tmp_path / "run", progress=False,
+                hooks=TrainHooks(on_eval=lambda step, loss: seen.append(step) or True))
+    assert seen == [6] and res.steps == 6 and not res.pruned
+    assert json.loads((res.run_dir / "run.json").read_text())["status"] == "completed"
+    assert not [r for r in read_metrics(res.run_dir) if r["kind"] == "pruned"]

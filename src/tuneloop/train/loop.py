@@ -57,7 +57,8 @@ class TrainHooks:
         eval suites of `eval.suites` here (train/ imports nothing from eval/).
     on_eval(step, eval_loss) -> bool: after every held-out evaluation (step 0 with
         eval.at_start, each eval.interval, each save, the end); True ends the run cleanly
-        after that eval, with status `pruned` (`tuneloop sweep` asks its pruner here). Called
+        after that eval, with status `pruned` (`tuneloop sweep` asks its pruner here), unless
+        the run has already taken its last step (nothing is left to save by stopping). Called
         on every process with the same (reduced) loss, so it must decide from its arguments.
     """
 
@@ -491,7 +492,8 @@ def _evaluate(run: Run, state: TrainState, bar: Any) -> EvalResult | None:
                                  accelerator=run.accelerator,
                                  progress=bar if bar is not None else False)
     run.metrics.log("eval", state.step, eval_loss=res.loss, **res.metrics)
-    if run.hooks.on_eval is not None and run.hooks.on_eval(state.step, res.loss):
+    stop = run.hooks.on_eval is not None and run.hooks.on_eval(state.step, res.loss)
+    if stop and state.step < run.total_steps:
         state.pruned = True
         run.metrics.log("pruned", state.step, eval_loss=res.loss)
     best = state.best

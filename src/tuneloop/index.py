@@ -117,6 +117,29 @@ def m004_loop_rounds(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m006_sweep_trials(db: sqlite3.Connection) -> None:
+    """Trials of `tuneloop sweep`: one row per trial of a sweep (keyed by the sweep directory),
+    pointing at the trial's run; its sampled params, metric value and Optuna state."""
+    db.execute(
+        """
+        CREATE TABLE sweep_trials (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sweep TEXT NOT NULL,
+            trial INTEGER NOT NULL,
+            run_dir TEXT,
+            params_json TEXT NOT NULL,
+            value REAL,
+            state TEXT NOT NULL,
+            steps INTEGER,
+            extra_json TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (sweep, trial)
+        )
+        """
+    )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -467,3 +490,60 @@ def list_rounds(
             "SELECT * FROM rounds WHERE loop = ? ORDER BY round", (_run_key(loop),)
         ).fetchall()
     return [_decode(row, "extra_json", "extra") for row in rows]
+
+
+TRIAL_STATES = ("complete", "pruned", "failed")
+
+
+def record_trial(
+    sweep: str | Path,
+    trial: int,
+    *,
+    params: dict[str, Any],
+    state: str,
+    value: float | None = None,
+    run_dir: str | Path | None = None,
+    steps: int | None = None,
+    extra: dict | None = None,
+    index: str | Path | sqlite3.Connection | None = None,
+) -> int:
+    """Record trial `trial` of the sweep kept in directory `sweep`; returns its id.
+
+    `state` is one of TRIAL_STATES; a trial number is recorded once per sweep.
+    """
+    if state not in TRIAL_STATES:
+        raise IndexDBError(f"unknown trial state {state!r}", where="tuneloop.index.record_trial",
+                           fix=f"use one of {', '.join(TRIAL_STATES)}")
+    row = (_run_key(sweep), int(trial), None if run_dir is None else _run_key(run_dir),
+           _json(params), None if value is None else float(value), state,
+           None if steps is None else int(steps), None if extra is None else _json(extra), _now())
+    with _using(index) as db, _write(db):
+        try:
+            cur = db.execute(
+                """
+                INSERT INTO sweep_trials (sweep, trial, run_dir, params_json, value, state,
+                                          steps, extra_json, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                row,
+            )
+        except sqlite3.IntegrityError:
+            raise IndexDBError(f"trial {trial} of this sweep is already recorded", where=row[0],
+                               fix="use a new sweep directory (--out)") from None
+        return int(cur.lastrowid)
+
+
+def list_trials(
+    sweep: str | Path, *, index: str | Path | sqlite3.Connection | None = None
+) -> list[dict[str, Any]]:
+    """The trials of the sweep kept in `sweep`, in trial order (`params`, `extra` decoded)."""
+    with _using(index) as db:
+        rows = db.execute(
+            "SELECT * FROM sweep_trials WHERE sweep = ? ORDER BY trial", (_run_key(sweep),)
+        ).fetchall()
+    out = []
+    for row in rows:
+        item = _decode(row, "extra_json", "extra")
+        item["params"] = json.loads(item.pop("params_json"))
+        out.append(item)
+    return out

@@ -63,7 +63,9 @@ def test_self_instruct_and_docs_against_served_embedded_model(served, tmp_path):
     assert all(row_source(json.dumps(r)) in ("human", "machine") for r in rows)
     assert stats["rows"]["machine"] == sum(r["meta"]["source"] == "machine" for r in rows)
     rejects = [json.loads(x) for x in (si / "rejects.jsonl").read_text().splitlines()]
-    assert len(rejects) <= stats["rejected_total"]  # over_target/cut-off are counted only
+    # every counted reject (and dropped instance) is a line of rejects.jsonl
+    assert len(rejects) == stats["rejects_rows"] == stats["rejected_total"] + sum(
+        stats["dropped_instances"].values())
     before = (si / "train.jsonl").read_text()
     again = _run(args)
     assert again.returncode == 0, again.stderr

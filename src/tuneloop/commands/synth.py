@@ -15,8 +15,6 @@ _COMMON = [
     click.option("--prompts", "prompt_dir", type=click.Path(file_okay=False, exists=True),
                  default=None, help="Directory overriding the prompt files "
                  "(copy src/tuneloop/resources/synth/)."),
-    click.option("--threshold", default=0.7, show_default=True, type=click.FloatRange(0, 1),
-                 help="Drop an item whose ROUGE-L F1 to the pool exceeds this."),
     click.option("--no-progress", is_flag=True, help="No progress bar."),
 ]
 
@@ -35,7 +33,23 @@ def _print_stats(stats: dict, out_dir: str) -> None:
     if stats["rejected"]:
         click.echo("rejected by reason: " + ", ".join(f"{k} {v}"
                                                      for k, v in stats["rejected"].items()))
-    click.echo(f"wrote {out_dir}/train.jsonl, rejects.jsonl, stats.json, manifest.json")
+    if stats.get("dropped_instances"):
+        click.echo("dropped instances: " + ", ".join(
+            f"{k} {v}" for k, v in stats["dropped_instances"].items()))
+    methods = stats.get("judge_verdicts_by_method")
+    if methods:
+        click.echo(f"judge verdicts: {methods['probability']} from token probabilities, "
+                   f"{methods['parsed']} parsed from text, {methods['unparseable']} unparseable")
+    if stats.get("undecided_at_stop"):
+        click.echo(f"{stats['undecided_at_stop']} candidate task(s) were waiting for requests "
+                   "when the budget ran out (not rejected; a rerun with a larger --max-requests "
+                   "decides them)")
+    for item in stats.get("skipped_inputs") or []:
+        what = ("holds no text" if item["reason"] == "empty_document" else
+                f"chunk {item['chunk']} holds only headings ({item['heading'] or 'untitled'})")
+        click.echo(f"warning: {item['document']}: {what}; not sent to the generator", err=True)
+    click.echo(f"wrote {out_dir}/train.jsonl, rejects.jsonl ({stats.get('rejects_rows', 0)} "
+               "rows: every reject and dropped instance), stats.json, manifest.json")
 
 
 @click.group("synth")
@@ -59,10 +73,12 @@ def synth() -> None:
 @click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(0, 2))
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0.01, 1))
 @click.option("--no-seeds", is_flag=True, help="Do not copy the seed tasks into train.jsonl.")
+@click.option("--threshold", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+              help="Drop a task whose ROUGE-L F1 to a seed or accepted task exceeds this.")
 @_common
 def self_instruct_cmd(seeds_path, target, instances, batch, max_tokens, instance_max_tokens,
-                      temperature, top_p, no_seeds, generator, out_dir, max_requests, seed,
-                      prompt_dir, threshold, no_progress) -> None:
+                      temperature, top_p, no_seeds, threshold, generator, out_dir, max_requests,
+                      seed, prompt_dir, no_progress) -> None:
     """Bootstrap new tasks from human seed tasks (Self-Instruct) into OUT/train.jsonl."""
     from tuneloop.synth.self_instruct import SelfInstructOptions, run_self_instruct
 
@@ -90,13 +106,20 @@ def self_instruct_cmd(seeds_path, target, instances, batch, max_tokens, instance
 @click.option("--focus", default=None, help="Topics to target (added to the prompt).")
 @_common
 def docs_cmd(documents, judge, questions, chunk_words, overlap, max_tokens, judge_max_tokens,
-             temperature, focus, generator, out_dir, max_requests, seed, prompt_dir, threshold,
+             temperature, focus, generator, out_dir, max_requests, seed, prompt_dir,
              no_progress) -> None:
-    """Question/answer rows grounded in DOCUMENTS (Markdown, text, PDF), checked by a judge."""
+    """Question/answer rows grounded in DOCUMENTS (Markdown, text, PDF), checked by a judge.
+
+    The judge's YES/NO verdicts come from its token probabilities where the backend gives them
+    (else parsed from its text). Empty documents and heading-only chunks are not sent; they are
+    listed as warnings and in stats.json (skipped_inputs).
+    """
     from tuneloop.synth.docs import DocsOptions, run_docs
 
+    # No --threshold here: the ROUGE-L threshold only applies to texts a library caller asks to
+    # avoid (iterate passes the eval suite's questions); kept questions drop exact repeats only.
     opts = DocsOptions(questions=questions, chunk_words=chunk_words, overlap=overlap,
-                       threshold=threshold, max_requests=max_requests, max_tokens=max_tokens,
+                       max_requests=max_requests, max_tokens=max_tokens,
                        judge_max_tokens=judge_max_tokens, temperature=temperature, seed=seed,
                        prompt_dir=prompt_dir, progress=not no_progress)
     _print_stats(run_docs(documents, generator, out_dir, judge=judge, options=opts, focus=focus),

@@ -1,10 +1,11 @@
 """Verdicts from the judge's token probabilities (G-Eval style) instead of its sampled text.
 
-The judge writes `[[7]]` (single) or `[[A]]` (pairwise); at the position of the verdict token
-the backend reports the top alternatives with their log-probabilities (`Scored.tokens`). Their
-probability mass on the verdict labels (ratings 1-10; A, B, C = tie), renormalised over those
-labels, is the verdict distribution: single mode scores the expected rating, pairwise reports
-P(A), P(B), P(tie) and takes the most likely letter for the both-orders rule.
+The judge writes `[[7]]` (single), `[[A]]` (pairwise) or `[[YES]]` / `[[NO]]` (yesno: synth's
+checks, any case); at the position of the verdict token the backend reports the top alternatives
+with their log-probabilities (`Scored.tokens`). Their probability mass on the verdict labels
+(ratings 1-10; A, B, C = tie; YES, NO), renormalised over those labels, is the verdict
+distribution: single mode scores the expected rating, pairwise reports P(A), P(B), P(tie) and
+takes the most likely letter for the both-orders rule, yesno passes at P(YES) > 0.5.
 
 Where the verdict sits: after the judge's explanation, at the last `[[` that the judge follows
 with a label; with a forced prefix (the judge was made to continue e.g. `Rating: [[`), at the
@@ -27,9 +28,13 @@ from tuneloop.backends.base import TokenChoice
 
 SINGLE_LABELS = tuple(str(i) for i in range(1, 11))
 PAIR_LABELS = ("A", "B", "C")
-_OPENERS = {"single": re.compile(r"\[\[\s*(?=\d)"), "pairwise": re.compile(r"\[\[\s*(?=[ABC])")}
+YESNO_LABELS = ("YES", "NO")  # a yes/no check (synth's faithfulness and self-containedness)
+LABELS = {"single": SINGLE_LABELS, "pairwise": PAIR_LABELS, "yesno": YESNO_LABELS}
+_OPENERS = {"single": re.compile(r"\[\[\s*(?=\d)"), "pairwise": re.compile(r"\[\[\s*(?=[ABC])"),
+            "yesno": re.compile(r"\[\[\s*(?=[YyNn])")}
 SINGLE_PREFIX = "Rating: [["
 PAIR_PREFIX = "Verdict: [["
+YESNO_PREFIX = "Verdict: [["
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,10 @@ def token_label(text: str) -> str:
 
 
 def _masses(alternatives: Sequence[tuple[str, float]], labels: Sequence[str]) -> dict[str, float]:
+    fold = labels is YESNO_LABELS  # "Yes", " yes" and "YES" are the same verdict
     out: dict[str, float] = {}
     for text, logprob in alternatives:
-        label = token_label(text)
+        label = token_label(text).upper() if fold else token_label(text)
         if label in labels:
             out[label] = out.get(label, 0.0) + math.exp(logprob)
     return out
@@ -94,7 +100,7 @@ def verdict_distribution(tokens: Sequence[TokenChoice] | None, mode: str,
     k = verdict_position(tokens, mode, prefix)
     if k is None:
         return None
-    labels = SINGLE_LABELS if mode == "single" else PAIR_LABELS
+    labels = LABELS[mode]
     masses = _masses(_alternatives(tokens[k]), labels)
     if (mode == "single" and "10" not in masses and "1" in masses
             and token_label(tokens[k].token) == "1" and k + 1 < len(tokens)):
@@ -108,5 +114,6 @@ def verdict_distribution(tokens: Sequence[TokenChoice] | None, mode: str,
     return ProbVerdict({label: masses.get(label, 0.0) / total for label in labels}, total)
 
 
-__all__ = ["PAIR_LABELS", "PAIR_PREFIX", "SINGLE_LABELS", "SINGLE_PREFIX", "ProbVerdict",
-           "token_label", "verdict_distribution", "verdict_position"]
+__all__ = ["LABELS", "PAIR_LABELS", "PAIR_PREFIX", "SINGLE_LABELS", "SINGLE_PREFIX",
+           "YESNO_LABELS", "YESNO_PREFIX", "ProbVerdict", "token_label", "verdict_distribution",
+           "verdict_position"]

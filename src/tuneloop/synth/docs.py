@@ -14,16 +14,28 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneloop.backends import Generator, GenParams
-from tuneloop.errors import DataError, UsageError
+from tuneloop.backends import Generator, GenParams, Messages
+from tuneloop.errors import DataError, ModelError, UsageError
+from tuneloop.eval.judge import TOP_LOGPROBS
+from tuneloop.eval.judge_probs import YESNO_PREFIX, verdict_distribution
 from tuneloop.synth import filters, prompts
 from tuneloop.synth.novelty import THRESHOLD, NoveltyPool
-from tuneloop.synth.run import BudgetSpent, Requester, SynthRun, open_generator, progress_bar
+from tuneloop.synth.run import (
+    BudgetSpent,
+    OutGuard,
+    Reply,
+    Requester,
+    SynthRun,
+    backend_failure,
+    open_generator,
+    progress_bar,
+)
 from tuneloop.synth.stats import SynthStats
 
 PROMPTS = ["docs_qa", "judge_faithful", "judge_standalone"]
@@ -111,11 +123,27 @@ def chunk_text(text: str, document: str, chunk_words: int = 1000, overlap: int =
 
 def chunk_documents(paths: Sequence[str | Path], chunk_words: int = 1000, overlap: int = 100
                     ) -> list[Chunk]:
-    """Chunks of every document, in order."""
+    """Chunks of every document, in order (an empty document gives none: see `read_chunks`)."""
+    return read_chunks(paths, chunk_words, overlap)[0]
+
+
+def read_chunks(paths: Sequence[str | Path], chunk_words: int = 1000, overlap: int = 100
+                ) -> tuple[list[Chunk], list[dict[str, Any]]]:
+    """Chunks of every document, in order, and the documents skipped because they hold no text
+    (each `{"document", "reason": "empty_document"}`), so they can be reported, not lost."""
     out: list[Chunk] = []
+    skipped: list[dict[str, Any]] = []
     for path in paths:
-        out.extend(chunk_text(read_document(path), str(path), chunk_words, overlap))
-    return out
+        chunks = chunk_text(read_document(path), str(path), chunk_words, overlap)
+        if not chunks:
+            skipped.append({"document": str(path), "reason": "empty_document"})
+        out.extend(chunks)
+    return out, skipped
+
+
+def heading_only(chunk: Chunk) -> bool:
+    """Whether a chunk holds nothing but Markdown headings (no text to ask about)."""
+    return not re.search(r"\w", _HEADING_RE.sub("", chunk.text))
 
 
 def parse_pairs(answer: str) -> list[tuple[str, str]]:
@@ -150,17 +178,27 @@ class DocsOptions:
 def generate_from_chunks(chunks: Sequence[Chunk], generator: str | dict | Generator,
                          out: str | Path, *, judge: str | dict | Generator | None = None,
                          options: DocsOptions | None = None, focus: str | None = None,
-                         avoid: Sequence[str] = ()) -> dict[str, Any]:
+                         avoid: Sequence[str] = (),
+                         skipped_inputs: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Judged Q/A rows for `chunks` into `out` (resumable); returns the stats written.
 
     `focus`: text appended to the generation prompt (topics or failed questions to target);
     `avoid`: texts no kept question may be a near-copy of (ROUGE-L > threshold), e.g. an eval
-    suite's own questions, so targeted data never leaks the test set.
+    suite's own questions, so targeted data never leaks the test set. A chunk holding only
+    headings is not sent; it is listed in the stats' `skipped_inputs` (with `skipped_inputs`
+    the caller passes, e.g. empty documents) and counted in `skipped`.
     """
     opt = options or DocsOptions()
     if opt.questions < 1:
         raise UsageError(f"--questions must be ≥ 1, got {opt.questions}")
+    skipped = list(skipped_inputs)
+    for c in chunks:
+        if heading_only(c):
+            skipped.append({"document": c.document, "reason": "heading_only_chunk",
+                            "chunk": c.index, "span": [c.start, c.end], "heading": c.heading})
+    chunks = [c for c in chunks if not heading_only(c)]
     out = Path(out)
+    guard = OutGuard(out)
     out.mkdir(parents=True, exist_ok=True)
     gen = open_generator(generator, out)
     jgen = gen if judge is None else open_generator(judge, out)
@@ -198,6 +236,8 @@ def generate_from_chunks(chunks: Sequence[Chunk], generator: str | dict | Genera
                     "sent_this_invocation": req.sent + (jreq.sent if jreq is not req else 0)}
         data = stats.to_json(requests)
         data["chunks"] = len(chunks)
+        data["skipped"] = dict(Counter(x["reason"] for x in skipped))
+        data["skipped_inputs"] = skipped
         data["resumed"] = run.resumed
         run.write_stats(data)
         return data
@@ -212,6 +252,17 @@ def generate_from_chunks(chunks: Sequence[Chunk], generator: str | dict | Genera
             stats.stopped = "done"
     except BudgetSpent:
         stats.stopped = "budget"
+    except ModelError as exc:
+        answered = req.count + (jreq.count if jreq is not req else 0)
+        untouched = answered == 0 and not run.resumed
+        run.close()
+        if untouched:
+            guard.restore(gen, jgen)
+        else:
+            stats.stopped = "error"
+            stats.extra["error"] = exc.what
+            finish()
+        raise backend_failure(exc, out, answered, untouched) from None
     finally:
         run.close()
     return finish()
@@ -228,8 +279,10 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
              "heading": chunk.heading}
     candidates = []
     parsed = parse_pairs(reply.text)
-    if len(parsed) > opt.questions:  # counted, not silently lost
-        stats.reject("over_question_limit", len(parsed) - opt.questions)
+    for q, a in parsed[opt.questions:]:  # beyond --questions: kept in rejects, not lost
+        stats.reject("over_question_limit")
+        run.rejects.append({"stage": "qa", "reason": "over_question_limit", "question": q,
+                            "answer": a, "request_id": reply.request_id, **where})
     for q, a in parsed[: opt.questions]:
         reason = None
         if not q or not a:
@@ -255,13 +308,14 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
                                 "text": reply.text[:2000], "request_id": reply.request_id,
                                 **where})
         return
-    judged = jreq.run("judge", [m for q, a in candidates for m in (
+    msgs = [m for q, a in candidates for m in (
         loaded["judge_faithful"].messages(chunk=chunk.text, question=q, answer=a),
-        loaded["judge_standalone"].messages(question=q))], p_judge)
+        loaded["judge_standalone"].messages(question=q))]
+    judged = jreq.run("judge", msgs, p_judge, top_logprobs=TOP_LOGPROBS)
+    verdicts = _yes_no_verdicts(jreq, msgs, judged, p_judge, stats)
     for k, (q, a) in enumerate(candidates):
         faithful, standalone = judged[2 * k], judged[2 * k + 1]
-        ok_f, why_f = filters.parse_verdict(faithful.text)
-        ok_s, why_s = filters.parse_verdict(standalone.text)
+        (ok_f, why_f, how_f), (ok_s, why_s, how_s) = verdicts[2 * k], verdicts[2 * k + 1]
         if ok_f is None or ok_s is None:
             reason, why = "judge_unparseable", (why_f if ok_f is None else why_s)
         elif not ok_f:
@@ -271,7 +325,8 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
         else:
             reason = why = None
         ids = {"request_id": reply.request_id,
-               "judge_request_ids": [faithful.request_id, standalone.request_id]}
+               "judge_request_ids": [faithful.request_id, standalone.request_id],
+               "judge_verdicts": {"faithful": how_f, "standalone": how_s}}
         if reason:
             stats.reject(reason)
             run.rejects.append({"stage": "judge", "reason": reason, "judge_reason": why,
@@ -285,18 +340,62 @@ def _one_chunk(chunk: Chunk, loaded, req: Requester, jreq: Requester, p_gen: Gen
                                    "judge": judge_name, **ids, **where}})
 
 
+def _yes_no_verdicts(jreq: Requester, msgs: list[Messages], judged: list[Reply],
+                     params: GenParams, stats: SynthStats
+                     ) -> list[tuple[bool | None, str, dict[str, Any]]]:
+    """(passed, the judge's reason, {method, p_yes}) per judge reply.
+
+    From the judge's token probabilities where it gave them (`eval.judge_probs`, as `eval judge`
+    reads its verdicts): P(YES) over YES/NO at the verdict token, passed when above 0.5. Else the
+    [[YES]]/[[NO]] parsed from the text. A judge that continues a prefix (a local model) and
+    explained without a verdict is asked once more to go on with "Verdict: [[".
+    """
+    out: list[tuple[bool | None, str, dict[str, Any]]] = []
+    retry: list[int] = []
+    for i, r in enumerate(judged):
+        dist = verdict_distribution(r.tokens, "yesno") if r.tokens else None
+        ok, why = filters.parse_verdict(r.text)
+        if dist is not None:
+            p_yes = dist.probs["YES"]
+            out.append((p_yes > 0.5, why, {"method": "probability", "p_yes": round(p_yes, 6)}))
+            continue
+        out.append((ok, why, {"method": "parsed" if ok is not None else "unparseable"}))
+        if ok is None and r.tokens is not None and getattr(jreq.generator, "continues_prefix",
+                                                            False):
+            retry.append(i)
+    if retry:
+        tails = [judged[i].text.rstrip() + "\n\n" + YESNO_PREFIX for i in retry]
+        again = jreq.run("judge_verdict", [[*msgs[i], {"role": "assistant", "content": t}]
+                                           for i, t in zip(retry, tails)],
+                         GenParams(max_tokens=4, temperature=0.0, seed=params.seed),
+                         top_logprobs=TOP_LOGPROBS)
+        for i, tail, r in zip(retry, tails, again):
+            dist = verdict_distribution(r.tokens, "yesno", tail) if r.tokens else None
+            if dist is not None:
+                p_yes = dist.probs["YES"]
+                out[i] = (p_yes > 0.5, out[i][1], {"method": "probability", "p_yes":
+                                                   round(p_yes, 6), "after_explanation": True})
+    methods = stats.extra.setdefault("judge_verdicts_by_method",
+                                     {"probability": 0, "parsed": 0, "unparseable": 0})
+    for _, _, how in out:
+        methods[how["method"]] += 1
+    return out
+
+
 def run_docs(paths: Sequence[str | Path], generator: str | dict | Generator, out: str | Path, *,
              judge: str | dict | Generator | None = None, options: DocsOptions | None = None,
              focus: str | None = None, avoid: Sequence[str] = ()) -> dict[str, Any]:
-    """Read and chunk `paths`, then `generate_from_chunks`."""
+    """Read and chunk `paths`, then `generate_from_chunks` (empty documents are skipped and
+    listed in the stats' `skipped_inputs`)."""
     opt = options or DocsOptions()
-    chunks = chunk_documents(paths, opt.chunk_words, opt.overlap)
-    if not chunks:
-        raise DataError("the documents hold no text", where=", ".join(map(str, paths)),
+    chunks, skipped = read_chunks(paths, opt.chunk_words, opt.overlap)
+    if not [c for c in chunks if not heading_only(c)]:
+        raise DataError("the documents hold no text (only headings, or nothing)",
+                        where=", ".join(map(str, paths)),
                         fix="pass documents with content (scanned PDFs need OCR first)")
     return generate_from_chunks(chunks, generator, out, judge=judge, options=opt, focus=focus,
-                                avoid=avoid)
+                                avoid=avoid, skipped_inputs=skipped)
 
 
 __all__ = ["Chunk", "DocsOptions", "chunk_documents", "chunk_text", "generate_from_chunks",
-           "parse_pairs", "read_document", "run_docs"]
+           "heading_only", "parse_pairs", "read_chunks", "read_document", "run_docs"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections import Counter
 
 # Tasks a text-only model cannot do (whole words, case-insensitive).
 BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
@@ -86,28 +85,29 @@ def parse_instances(answer: str, output_first: bool) -> list[tuple[str, str]]:
 
 
 def filter_instances(pairs: list[tuple[str, str]], limit: int
-                     ) -> tuple[list[tuple[str, str]], Counter, str | None]:
-    """(kept pairs, dropped-instance reasons, task-level reason or None).
+                     ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], str | None]:
+    """(kept pairs, dropped instances as (reason, input, output), task-level reason or None).
 
     Invalid instances are dropped (empty output, a template placeholder such as "..." as input
-    or output, input equal to output, exact repeats); a task
-    whose same input gets different outputs is dropped whole ("conflicting_outputs").
+    or output, input equal to output, exact repeats, beyond `limit`); a task whose same input
+    gets different outputs is dropped whole ("conflicting_outputs"). Every dropped instance is
+    returned with its reason, so the caller can keep it in rejects.jsonl.
     """
-    dropped: Counter = Counter()
+    dropped: list[tuple[str, str, str]] = []
     kept: list[tuple[str, str]] = []
     outputs_by_input: dict[str, set[str]] = {}
     for inp, out in pairs:
         if not out.strip():
-            dropped["empty_output"] += 1
+            dropped.append(("empty_output", inp, out))
             continue
         if _PLACEHOLDER_RE.match(out.strip()) or _PLACEHOLDER_RE.match(inp.strip()):
-            dropped["placeholder"] += 1
+            dropped.append(("placeholder", inp, out))
             continue
         if inp.strip() and inp.strip() == out.strip():
-            dropped["input_equals_output"] += 1
+            dropped.append(("input_equals_output", inp, out))
             continue
         if (inp, out) in kept:
-            dropped["repeated_instance"] += 1
+            dropped.append(("repeated_instance", inp, out))
             continue
         outputs_by_input.setdefault(inp.strip(), set()).add(out.strip())
         kept.append((inp, out))
@@ -116,7 +116,7 @@ def filter_instances(pairs: list[tuple[str, str]], limit: int
     if not kept:
         return [], dropped, "no_valid_instance"
     if len(kept) > limit:
-        dropped["over_instance_limit"] += len(kept) - limit
+        dropped.extend(("over_instance_limit", inp, out) for inp, out in kept[limit:])
         kept = kept[:limit]
     return kept, dropped, None
 

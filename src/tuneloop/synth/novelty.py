@@ -155,6 +155,12 @@ class NoveltyPool:
                     added.append(base + len(added))
         return results
 
+    def truncate(self, n: int) -> None:
+        """Forget every task after the first `n` (candidates tried for one round, undone)."""
+        del self.texts[n:]
+        del self._codes[n:]
+        self._lens_arr[n:] = 0.0
+
     def _append_code(self, text: str, code: str) -> None:
         n = len(self._codes)
         if n == self._lens_arr.size:

@@ -18,9 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneloop.backends import Generator, GenParams, Messages, make_generator, parse_spec
+from tuneloop.backends import (
+    Generator,
+    GenParams,
+    Messages,
+    Scored,
+    TokenChoice,
+    make_generator,
+    parse_spec,
+    scored_generate,
+)
 from tuneloop.backends.cache import CachedGenerator, cache_key
-from tuneloop.errors import UsageError
+from tuneloop.errors import TuneloopError, UsageError
 
 CACHE_FILE = "requests.sqlite"
 # Manifest fields that must match for a rerun to continue the same run.
@@ -38,6 +47,48 @@ def open_generator(spec: str | dict[str, Any] | Generator, out: Path) -> Generat
     return make_generator(conf)
 
 
+class OutGuard:
+    """What `--out` held before a run, so a run that got no answer at all can leave it so.
+
+    A generator that cannot be reached fails on the first request: rather than a manifest, an
+    empty cache and (self-instruct) a seeds-only train.jsonl that looks like a result, every
+    file this invocation created is removed again (and the directory, if it made it).
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.existed = out.exists()
+        self.before = set(os.listdir(out)) if self.existed and out.is_dir() else set()
+
+    def restore(self, *generators: Generator) -> None:
+        """Close the generators' caches and remove what was created since `__init__`."""
+        for gen in generators:
+            cache = getattr(gen, "cache", None)
+            if cache is not None:
+                cache.close()
+        if not self.out.is_dir():
+            return
+        for name in set(os.listdir(self.out)) - self.before:
+            path = self.out / name
+            if path.is_file():
+                path.unlink()
+        if not self.existed and not any(self.out.iterdir()):
+            self.out.rmdir()
+
+
+def backend_failure(exc: TuneloopError, out: Path, requests: int, untouched: bool
+                    ) -> TuneloopError:
+    """The error to raise when the generator or judge failed mid-run (the backend's own error
+    text kept): `--out` untouched, or what was done and how to resume."""
+    if untouched:
+        return type(exc)(f"{exc.what}; no request was answered, so nothing was written and "
+                         f"{out} is as it was", where=exc.where, fix=exc.fix)
+    return type(exc)(f"{exc.what}; the run stopped after {requests} answered request(s). "
+                     f"Everything so far is kept in {out} (stats.json: stopped \"error\")",
+                     where=exc.where, fix=(exc.fix + "; then " if exc.fix else "") +
+                     "rerun the same command to resume: answered requests come from the cache")
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temp file + rename, so a kill never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -50,18 +101,29 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class Appender:
-    """Append-only JSONL with fsync per row; on reopen, existing rows are replayed, not rewritten."""
+    """Append-only JSONL with fsync per row; on reopen, existing rows are replayed, not rewritten.
 
-    def __init__(self, path: Path):
+    `redecided(row)` marks rows that a rerun may decide differently on purpose (self-instruct's
+    `over_target`: with a larger --target those tasks are expanded instead). They are only ever
+    the last rows of a file, so on reopen that tail is cut and the replay writes it again (or
+    writes what the new limits decide).
+    """
+
+    def __init__(self, path: Path, redecided: Callable[[dict[str, Any]], bool] | None = None):
         self.path = path
         self.existing: list[str] = []
         if path.exists():
             data = path.read_bytes()
             complete = data[: data.rfind(b"\n") + 1]  # a kill mid-write leaves a torn last line
-            if len(complete) != len(data):
+            # split at "\n" only: a row's text may hold U+2028 and friends (ensure_ascii=False)
+            lines = complete.decode("utf-8").split("\n")[:-1]
+            while redecided is not None and lines and redecided(json.loads(lines[-1])):
+                lines.pop()
+            keep = len("".join(line + "\n" for line in lines).encode("utf-8"))
+            if keep != len(data):
                 with open(path, "r+b") as fh:
-                    fh.truncate(len(complete))
-            self.existing = complete.decode("utf-8").splitlines()
+                    fh.truncate(keep)
+            self.existing = lines
         self.seen = 0
         self.written = 0
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -90,10 +152,12 @@ class Appender:
 
 @dataclass
 class Reply:
-    """One answered request: the text and its id (the cache key's prefix)."""
+    """One answered request: the text, its id (the cache key's prefix) and, for a scored
+    request, the tokens with their log-probabilities (None where the backend gave none)."""
 
     text: str
     request_id: str
+    tokens: tuple[TokenChoice, ...] | None = None
 
 
 class BudgetSpent(Exception):
@@ -142,8 +206,13 @@ class Requester:
         """How many more requests the budget allows (None = unlimited)."""
         return self.budget.room()
 
-    def run(self, kind: str, prompts: list[Messages], params: GenParams) -> list[Reply]:
-        """Answer all prompts (raises BudgetSpent, sending nothing, if they do not fit)."""
+    def run(self, kind: str, prompts: list[Messages], params: GenParams,
+            top_logprobs: int | None = None) -> list[Reply]:
+        """Answer all prompts (raises BudgetSpent, sending nothing, if they do not fit).
+
+        With `top_logprobs`, the replies carry token log-probabilities where the backend gives
+        them (`backends.scored_generate`; cached under their own key).
+        """
         room = self.room()
         if room is not None and len(prompts) > room:
             raise BudgetSpent
@@ -153,22 +222,30 @@ class Requester:
         for p in prompts:
             unique.setdefault(json.dumps(p, sort_keys=True), p)
         todo = list(unique.values())
+        # the identity the cache keys scored answers by (see CachedGenerator.generate_scored)
+        ident = self.name if top_logprobs is None else f"{self.name}|top_logprobs={top_logprobs}"
+
+        def ask(batch: list[Messages]) -> list[Scored]:
+            if top_logprobs is None:
+                return [Scored(t, None) for t in self.generator.generate(batch, params)]
+            return scored_generate(self.generator, batch, params, top_logprobs)
+
         cache = getattr(self.generator, "cache", None)
         if cache is not None:  # what this call will send, counted before sending
-            keys = [cache_key(self.name, p, params) for p in todo]
+            keys = [cache_key(ident, p, params) for p in todo]
             self.sent += len(set(keys) - set(cache.get_many(keys)))
         if self.concurrency and len(todo) > 1:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
-                answers = list(pool.map(lambda p: self.generator.generate([p], params)[0], todo))
+                answers = list(pool.map(lambda p: ask([p])[0], todo))
         else:
-            answers = self.generator.generate(todo, params)
+            answers = ask(todo)
         by_key = dict(zip(unique.keys(), answers))
-        texts = [by_key[json.dumps(p, sort_keys=True)] for p in prompts]
+        scored = [by_key[json.dumps(p, sort_keys=True)] for p in prompts]
         self.count += len(prompts)
         self.budget.used += len(prompts)
         self.by_kind[kind] = self.by_kind.get(kind, 0) + len(prompts)
-        return [Reply(t, "req-" + cache_key(self.name, p, params)[:16])
-                for t, p in zip(texts, prompts)]
+        return [Reply(a.text, "req-" + cache_key(ident, p, params)[:16], a.tokens)
+                for a, p in zip(scored, prompts)]
 
 
 class SynthRun:
@@ -198,7 +275,8 @@ class SynthRun:
         write_json_atomic(path, manifest)
         self.manifest = manifest
         self.train = Appender(self.out / "train.jsonl")
-        self.rejects = Appender(self.out / "rejects.jsonl")
+        self.rejects = Appender(self.out / "rejects.jsonl",
+                                redecided=lambda row: row.get("reason") == "over_target")
 
     def write_stats(self, stats: dict[str, Any]) -> None:
         """stats.json (atomic)."""

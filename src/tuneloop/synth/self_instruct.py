@@ -4,10 +4,15 @@ One round: `batch` requests, each showing 8 numbered example tasks (6 sampled fr
 from tasks generated so far — fewer while there are none) and asking the model to continue the
 list. Candidates pass the filters (length, blacklist, punctuation/non-ASCII start, "Write a
 program", the last item of a cut-off answer), then the ROUGE-L novelty check against the pool
-(seeds + everything accepted, earlier candidates of the same round included). Each new task is
-classified (is it a classification task?), then gets instances: label first for classification
-tasks (so labels stay balanced), input first otherwise. Invalid instances are dropped, and a task
+(seeds + every accepted task, earlier candidates of the same round included). Only as many new
+tasks as --target still needs are classified (is it a classification task?) and given
+instances: label first for classification tasks (so labels stay balanced), input first
+otherwise; the rest are `over_target`, never sent. Invalid instances are dropped, and a task
 left with none (or with one input given different outputs) is dropped whole.
+
+Nothing is lost: every dropped candidate, task and instance is a row of rejects.jsonl with its
+reason (rows = `rejected_total` + the dropped instances), and the pool holds only accepted
+tasks, so a `too_similar` reject names a task in train.jsonl or the seeds.
 """
 
 from __future__ import annotations
@@ -15,16 +20,25 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuneloop.backends import Generator, GenParams
 from tuneloop.data.jsonl import read_jsonl_objects
-from tuneloop.errors import DataError, UsageError
+from tuneloop.errors import DataError, ModelError, UsageError
 from tuneloop.synth import filters, prompts
 from tuneloop.synth.novelty import THRESHOLD, NoveltyPool
-from tuneloop.synth.run import BudgetSpent, Requester, SynthRun, open_generator, progress_bar
+from tuneloop.synth.run import (
+    BudgetSpent,
+    OutGuard,
+    Requester,
+    SynthRun,
+    backend_failure,
+    open_generator,
+    progress_bar,
+)
 from tuneloop.synth.stats import SynthStats
 
 PROMPTS = ["instructions", "classify", "instances_input_first", "instances_output_first"]
@@ -134,6 +148,7 @@ def run_self_instruct(seeds_path: str | Path | list[SeedTask],
         seeds = load_seeds(seeds_path)
         seeds_digest = hashlib.sha256(Path(seeds_path).read_bytes()).hexdigest()
     out = Path(out)
+    guard = OutGuard(out)
     out.mkdir(parents=True, exist_ok=True)
     gen = open_generator(generator, out)
     loaded, hashes = prompts.load_all(PROMPTS, opt.prompt_dir)
@@ -168,14 +183,20 @@ def run_self_instruct(seeds_path: str | Path | list[SeedTask],
         run.write_stats(data)
         return data
 
+    def write_seeds() -> None:
+        # After the first answer, not before: a generator that cannot be reached must not
+        # leave a seeds-only train.jsonl that looks like a result.
+        for s in seeds:
+            for inp, outp in s.instances:
+                run.train.append(chat_row(s.instruction, inp, outp, {
+                    "source": "human", "recipe": "self-instruct", "seed": s.where}))
+                stats.rows["human"] += 1
+
+    seeds_due = opt.include_seeds
+    round_start = (0, 0)
+    candidates: list[_Candidate] = []
     try:
         with prog:
-            if opt.include_seeds:
-                for s in seeds:
-                    for inp, outp in s.instances:
-                        run.train.append(chat_row(s.instruction, inp, outp, {
-                            "source": "human", "recipe": "self-instruct", "seed": s.where}))
-                        stats.rows["human"] += 1
             stalled = 0
             while stats.accepted < opt.target:
                 room = req.room()
@@ -183,28 +204,64 @@ def run_self_instruct(seeds_path: str | Path | list[SeedTask],
                 if n == 0:
                     stats.stopped = "budget"
                     break
-                new = _one_round(n, seeds, machine, rng, req, loaded, p_instr, pool, stats, run)
-                before = stats.accepted
-                _expand(new, req, loaded, p_cls, p_inst, opt, stats, run)
+                candidates = []
+                round_start = (stats.accepted, sum(stats.rejected.values()))
+                candidates = _one_round(n, seeds, machine, rng, req, loaded, p_instr, stats,
+                                        run)
+                if seeds_due:
+                    write_seeds()
+                    seeds_due = False
+                _decide(candidates, machine, req, loaded, p_cls, p_inst, opt, pool, stats, run)
+                candidates = []
                 update(stats.accepted, stats.accepted, sum(stats.rejected.values()))
                 finish()
-                stalled = stalled + 1 if stats.accepted == before else 0
+                stalled = stalled + 1 if stats.accepted == round_start[0] else 0
                 if stalled >= STALL_ROUNDS:
                     stats.stopped = "stalled"
                     break
             else:
                 stats.stopped = "target"
+        if seeds_due:
+            write_seeds()
     except BudgetSpent:
         stats.stopped = "budget"
+        # Candidates of the last round still waiting for classify/instances requests: not
+        # rejected (a rerun with a larger --max-requests decides them), so counted here.
+        decided = (stats.accepted - round_start[0]
+                   + sum(stats.rejected.values()) - round_start[1])
+        stats.extra["undecided_at_stop"] = max(0, len(candidates) - decided)
+        if seeds_due:
+            write_seeds()
+    except ModelError as exc:
+        untouched = req.count == 0 and not run.resumed
+        run.close()
+        if untouched:
+            guard.restore(gen)
+        else:
+            stats.stopped = "error"
+            stats.extra["error"] = exc.what
+            finish()
+        raise backend_failure(exc, out, req.count, untouched) from None
     finally:
         run.close()
     return finish()
 
 
+@dataclass
+class _Candidate:
+    """A task that passed the rule filters, with the request that wrote it."""
+
+    text: str
+    request_id: str
+
+
 def _one_round(n: int, seeds: list[SeedTask], machine: list[str], rng: random.Random,
-               req: Requester, loaded, params: GenParams, pool: NoveltyPool, stats: SynthStats,
-               run: SynthRun) -> list[dict[str, Any]]:
-    """Ask for new tasks `n` times; return the candidates that pass every filter (in order)."""
+               req: Requester, loaded, params: GenParams, stats: SynthStats,
+               run: SynthRun) -> list[_Candidate]:
+    """Ask for new tasks `n` times; return the candidates that pass the rule filters (in order).
+
+    Every candidate dropped here is written to rejects.jsonl with its reason.
+    """
     msgs, starts = [], []
     for _ in range(n):
         examples = rng.sample([s.instruction for s in seeds], min(N_SEED_EXAMPLES, len(seeds)))
@@ -213,11 +270,13 @@ def _one_round(n: int, seeds: list[SeedTask], machine: list[str], rng: random.Ra
         msgs.append(m)
         starts.append(nxt)
     replies = req.run("instructions", msgs, params)
-    candidates: list[tuple[str, str]] = []
+    candidates: list[_Candidate] = []
     for reply, first in zip(replies, starts):
         items = filters.parse_numbered(reply.text, first)
         if items and filters.looks_cut_off(reply.text, params.max_tokens):
             stats.reject("cut_off_last_item")
+            run.rejects.append({"stage": "instruction", "reason": "cut_off_last_item",
+                                "text": items[-1], "request_id": reply.request_id})
             items = items[:-1]
         for item in items:
             reason = filters.instruction_reason(item)
@@ -226,55 +285,101 @@ def _one_round(n: int, seeds: list[SeedTask], machine: list[str], rng: random.Ra
                 run.rejects.append({"stage": "instruction", "reason": reason, "text": item,
                                     "request_id": reply.request_id})
                 continue
-            candidates.append((item, reply.request_id))
-    decisions = pool.filter([c[0] for c in candidates])
-    new = []
-    for (text, rid), d in zip(candidates, decisions):
+            candidates.append(_Candidate(item, reply.request_id))
+    return candidates
+
+
+def _decide(candidates: list[_Candidate], machine: list[str], req: Requester, loaded,
+            p_cls: GenParams, p_inst: GenParams, opt: SelfInstructOptions, pool: NoveltyPool,
+            stats: SynthStats, run: SynthRun) -> None:
+    """Novelty, then instances, for one round's candidates; every one ends accepted or rejected.
+
+    Novelty is decided against the pool (seeds + accepted tasks) and the round's earlier
+    candidates. Only the tasks still needed for --target are expanded (classify + instances);
+    the rest are `over_target`, never sent. The pool then holds only what was accepted, so a
+    `too_similar` reject always names a task in train.jsonl or the seeds: a candidate whose
+    nearest was a same-round task that failed its instances is decided again.
+    """
+    pending = candidates
+    over: list[tuple[_Candidate, Any]] = []
+    while pending:
+        base = len(pool)
+        decisions = pool.filter([c.text for c in pending])  # in-round candidates count
+        pool.truncate(base)  # … but only accepted tasks stay in the pool
+        queue = [(c, d) for c, d in zip(pending, decisions) if d.novel]
+        accepted: set[str] = set()
+        while queue and stats.accepted < opt.target:
+            need = opt.target - stats.accepted
+            chunk, queue = queue[:need], queue[need:]
+            accepted |= _expand(chunk, req, loaded, p_cls, p_inst, opt, pool, stats, run)
+        machine.extend(t for t in (c.text for c, _ in zip(pending, decisions)) if t in accepted)
+        over.extend(queue)
+        retry = []
+        for c, d in zip(pending, decisions):
+            if d.novel:
+                continue
+            if d.nearest < base or d.nearest_text in accepted:
+                stats.novelty.append(d.score)
+                stats.reject("too_similar")
+                run.rejects.append({"stage": "instruction", "reason": "too_similar",
+                                    "text": c.text, "request_id": c.request_id,
+                                    "nearest": {"task": d.nearest_text, "rouge_l": d.score}})
+            else:
+                retry.append(c)  # its near twin was dropped: decide it against the pool again
+        if stats.accepted >= opt.target:
+            over.extend((c, pool.check(c.text)) for c in retry)
+            break
+        pending = retry
+    # Written last: over_target rows are the tail that a rerun with a larger --target redecides.
+    for c, d in over:
         stats.novelty.append(d.score)
-        if not d.novel:
-            stats.reject("too_similar")
-            run.rejects.append({"stage": "instruction", "reason": "too_similar", "text": text,
-                                "request_id": rid, "nearest": {"task": d.nearest_text,
-                                                               "rouge_l": d.score}})
-            continue
-        machine.append(text)
-        new.append({"instruction": text, "request_id": rid,
-                    "nearest": {"task": d.nearest_text, "rouge_l": d.score}})
-    return new
+        stats.reject("over_target")
+        run.rejects.append({"stage": "instruction", "reason": "over_target", "text": c.text,
+                            "request_id": c.request_id})
 
 
-def _expand(tasks: list[dict[str, Any]], req: Requester, loaded, p_cls: GenParams,
-            p_inst: GenParams, opt: SelfInstructOptions, stats: SynthStats, run: SynthRun) -> None:
-    """Classify each new task, generate its instances, filter them, write rows or rejects."""
-    if not tasks:
-        return
-    cls = req.run("classify", [loaded["classify"].messages(instruction=t["instruction"])
-                               for t in tasks], p_cls)
-    msgs = []
-    for t, c in zip(tasks, cls):
-        t["is_classification"] = filters.is_yes(c.text)
-        name = "instances_output_first" if t["is_classification"] else "instances_input_first"
-        msgs.append(loaded[name].messages(instruction=t["instruction"], n=str(opt.instances)))
+def _expand(tasks: list[tuple[_Candidate, Any]], req: Requester, loaded, p_cls: GenParams,
+            p_inst: GenParams, opt: SelfInstructOptions, pool: NoveltyPool, stats: SynthStats,
+            run: SynthRun) -> set[str]:
+    """Classify each task, generate its instances, filter them, write rows or rejects; the
+    instructions accepted (each added to the pool, in order)."""
+    cls = req.run("classify", [loaded["classify"].messages(instruction=c.text)
+                               for c, _ in tasks], p_cls)
+    msgs, flags = [], []
+    for (c, _), answer in zip(tasks, cls):
+        flags.append(filters.is_yes(answer.text))
+        name = "instances_output_first" if flags[-1] else "instances_input_first"
+        msgs.append(loaded[name].messages(instruction=c.text, n=str(opt.instances)))
     inst = req.run("instances", msgs, p_inst)
-    for t, c, r in zip(tasks, cls, inst):
-        if stats.accepted >= opt.target:  # expanded together with the last needed ones
-            stats.reject("over_target")
-            continue
-        pairs = filters.parse_instances(r.text, output_first=t["is_classification"])
+    accepted: set[str] = set()
+    for (c, d), answer, r, is_cls in zip(tasks, cls, inst, flags):
+        pairs = filters.parse_instances(r.text, output_first=is_cls)
         kept, dropped, task_reason = filters.filter_instances(pairs, opt.instances)
-        stats.dropped_instances.update(dropped)
-        base = {"task": t["instruction"], "request_id": t["request_id"],
-                "classify_request_id": c.request_id, "instances_request_id": r.request_id}
+        base = {"task": c.text, "request_id": c.request_id,
+                "classify_request_id": answer.request_id, "instances_request_id": r.request_id}
+        for reason, inp, outp in dropped:
+            stats.dropped_instances[reason] += 1
+            run.rejects.append({"stage": "instance", "reason": reason, "input": inp,
+                                "output": outp, **base})
         if task_reason:
+            stats.novelty.append(d.score)
             stats.reject(task_reason)
             run.rejects.append({"stage": "instances", "reason": task_reason,
-                                "text": r.text[:2000], "dropped": dict(dropped), **base})
+                                "text": r.text[:2000], "dropped": dict(Counter(
+                                    x[0] for x in dropped)), **base})
             continue
-        stats.accept_text(t["instruction"])
-        stats.classification += t["is_classification"]
+        # The nearest task among seeds + accepted ones (what the pool holds now): never a
+        # same-round candidate that was later dropped.
+        near = pool.check(c.text)
+        stats.novelty.append(near.score)
+        pool.add(c.text)
+        accepted.add(c.text)
+        stats.accept_text(c.text)
+        stats.classification += is_cls
+        nearest = {"task": near.nearest_text, "rouge_l": near.score}
         for k, (inp, outp) in enumerate(kept):
-            run.train.append(chat_row(t["instruction"], inp, outp, {
+            run.train.append(chat_row(c.text, inp, outp, {
                 "source": "machine", "recipe": "self-instruct", "generator": req.name,
-                "is_classification": t["is_classification"], "nearest": t["nearest"],
-                "instance": k, **base}))
+                "is_classification": is_cls, "nearest": nearest, "instance": k, **base}))
             stats.rows["machine"] += 1
+    return accepted

@@ -59,6 +59,8 @@ class SynthStats:
             "rejected_total": sum(self.rejected.values()),
             "rejected": dict(self.rejected.most_common()),
             "dropped_instances": dict(self.dropped_instances.most_common()),
+            # every reject and every dropped instance is one line of rejects.jsonl
+            "rejects_rows": sum(self.rejected.values()) + sum(self.dropped_instances.values()),
             "classification_tasks": self.classification,
             "rows": {"human": self.rows["human"], "machine": self.rows["machine"],
                      "total": total_rows},

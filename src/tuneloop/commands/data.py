@@ -49,7 +49,8 @@ def check(files: tuple[str, ...], fmt: str | None, field_map: str | None, model:
           max_length: int | None, out: str | None, rejects: str | None, redact_pii: bool,
           near_dup_threshold: float, no_near_dup: bool, against: tuple[str, ...], ngram: int,
           strict: bool, as_json: bool) -> None:
-    """Validate and curate FILE... (JSONL, JSON, CSV, Parquet, save_to_disk dir, hub id).
+    """Validate and curate FILE... (JSONL, JSON, CSV, Parquet, save_to_disk dir, hub id, or raw
+    .txt/.md text: one document per file, format text, for continued pretraining).
 
     Reports every problem row with file:line, field and reason; exact and near duplicates; PII;
     rows too long for --max-length. Exit 0 when usable rows remain, 1 when none remain (or any
@@ -57,9 +58,11 @@ def check(files: tuple[str, ...], fmt: str | None, field_map: str | None, model:
     """
     # lazy: CLI start-up (every command module loads on each `tuneloop` call)
     from tuneloop.data.check import CheckOptions, check_files
+    from tuneloop.data.load import check_sources
     from tuneloop.eval.contamination import load_eval_items
     from tuneloop.models import load_tokenizer, model_template, resolve_model_ref
 
+    check_sources(files, fmt)  # an unusable file type fails now, not after the model loads
     if max_length is not None and model is None:
         raise UsageError("--max-length needs --model (lengths are counted in its tokens)",
                          fix="add --model smollm2-135m-instruct (or your model)")

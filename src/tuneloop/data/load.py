@@ -2,6 +2,10 @@
 
 Every input row becomes either a Record (parsed; validation comes later) or a Rejected row that
 keeps its original text, its file:line and the reasons, so nothing is ever lost silently.
+
+Raw text files (.txt, .md, .markdown) are continued-pretraining data (`format: text`): each file
+is ONE document, one text record holding the whole file (training chunks long text itself, so
+nothing is cut here). Any other file type is refused by `check_sources` before anything is read.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from tuneloop.errors import DataError, UsageError
 
 FORMATS = ("alpaca", "chat", "sharegpt", "prompt_completion", "text", "preference")
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TEXT_FILE_SUFFIXES = (".txt", ".md", ".markdown")  # one file = one `text` document
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
 # How many rows of a file are looked at to detect its format.
@@ -398,6 +403,41 @@ def _read_parquet(path: Path, info: FileInfo) -> Iterator[_Row]:
             yield index, _dump(row), row, None
 
 
+def _read_text_file(path: Path, info: FileInfo) -> Iterator[_Row]:
+    """The whole file as one `text` row (line 1): a raw document for continued pretraining."""
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        yield 1, data.decode("utf-8", errors="backslashreplace"), None, Issue(
+            "non_utf8", None, f"bytes at line {line} are not valid UTF-8 (re-save the file as "
+            "UTF-8)")
+        return
+    yield 1, text, {"text": text}, None
+
+
+def check_sources(paths: str | Path | Sequence[str | Path], format: str | None = None) -> None:
+    """Refuse, before anything is loaded (a model included), a path of a file type no reader
+    takes, or a raw text file forced to a format other than `text`."""
+    for p in _listify(paths):
+        path = Path(str(p))
+        if not path.is_file():
+            continue  # directories, hub ids and missing paths are reported by the reader
+        suffix = path.suffix.lower()
+        if suffix in TEXT_FILE_SUFFIXES:
+            if format not in (None, "text"):
+                raise UsageError(f"a {suffix} file is raw text (one document), not "
+                                 f"{format!r} rows", where=str(p),
+                                 fix="use format: text (--format text) for continued "
+                                 "pretraining, or convert it to JSONL rows of that format")
+        elif suffix not in FILE_SUFFIXES:
+            raise UsageError(f"unsupported file type {suffix or '(none)'!r}", where=str(p),
+                             fix="use .jsonl, .json, .csv, .parquet, a save_to_disk dir, or "
+                             ".txt/.md (one text document per file); convert other documents "
+                             "to text first")
+
+
 def _read_dataset(ds: Any) -> Iterator[_Row]:
     for index, row in enumerate(ds, start=1):
         yield index, _dump(row), row, None
@@ -448,12 +488,11 @@ def _source_rows(path_str: str, info: FileInfo) -> Iterator[_Row]:
     if path.is_file():
         suffix = path.suffix.lower()
         readers = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
-                   ".parquet": _read_parquet}
-        if suffix not in readers:
-            raise UsageError(f"unsupported file type {suffix or '(none)'!r}", where=path_str,
-                             fix="use .jsonl, .json, .csv, .parquet or a save_to_disk dir")
+                   ".parquet": _read_parquet, **{t: _read_text_file for t in TEXT_FILE_SUFFIXES}}
+        check_sources([path_str])
         return readers[suffix](path, info)
-    looks_local = (path_str.startswith((".", "/", "~")) or path.suffix.lower() in FILE_SUFFIXES
+    looks_local = (path_str.startswith((".", "/", "~"))
+                   or path.suffix.lower() in FILE_SUFFIXES + TEXT_FILE_SUFFIXES
                    or "/" not in path_str)
     if looks_local and not path_str.startswith("hf:"):
         raise UsageError("no such file or directory", where=path_str,
@@ -467,6 +506,7 @@ def load_records(paths: str | Path | Sequence[str | Path], *, format: str | None
     paths = _listify(paths)
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown format {format!r}", fix=f"use one of: {', '.join(FORMATS)}")
+    check_sources(paths, format)  # every file's type, before the first is read
     mapping = parse_field_map(field_map)
     result = LoadResult()
     for p in paths:

@@ -20,7 +20,7 @@ from tuneloop.errors import TuneloopError
 # inside its function (marked `# lazy: CLI start-up`): `tuneloop --help` loads click, these
 # modules and tuneloop.errors, nothing else (tests/test_imports.py checks that).
 COMMAND_MODULES = ("data", "data_preview", "train", "infer", "eval", "eval_judge", "serve", "runs",
-                   "demo", "arena", "synth", "export", "iterate", "review")
+                   "demo", "arena", "synth", "export", "iterate", "sweep", "review")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

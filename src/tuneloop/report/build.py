@@ -17,6 +17,7 @@ from tuneloop.report.evals import EvalSet, load_eval_dir, run_eval_sets
 from tuneloop.report.rounds import rounds_view
 from tuneloop.report.runs import RunData, attach_index, load_run
 from tuneloop.report.synth import synth_views
+from tuneloop.report.trials import trials_view
 
 TEMPLATE = "report.html.j2"
 
@@ -169,11 +170,13 @@ def gather(
 def render_html(runs: list[RunData], sets: list[EvalSet],
                 arena: dict[str, Any] | None = None,
                 rounds: dict[str, Any] | None = None,
-                judge_summaries: Sequence[dict[str, Any]] = ()) -> tuple[str, ReportSummary]:
+                judge_summaries: Sequence[dict[str, Any]] = (),
+                trials: dict[str, Any] | None = None) -> tuple[str, ReportSummary]:
     """The report HTML and its headline counts (out is filled in by write_report).
 
     `arena` is an arena results document (`tuneloop arena results --json`); it adds a section.
     `rounds` is `report.rounds.rounds_view(loop)`: an iterate loop's rounds side by side.
+    `trials` is `report.trials.trials_view(sweep)`: a sweep's trials side by side.
     `judge_summaries` are `eval judge` summary.json documents (their agreement with people shows
     beside the judge results recorded in the index).
     """
@@ -210,6 +213,7 @@ def render_html(runs: list[RunData], sets: list[EvalSet],
         "show": tables.show,
         "arena": arena_view(arena) if arena is not None else None,
         "rounds": rounds,
+        "trials": trials,
         "judge_agreement": judge_agreement_views(runs, judge_summaries),
     }
     html = _environment().get_template(TEMPLATE).render(**context)
@@ -226,16 +230,19 @@ def write_report(
     index_path: Path | None = None,
     arena: dict[str, Any] | None = None,
     rounds_loop: str | Path | None = None,
+    sweep_dir: str | Path | None = None,
 ) -> ReportSummary:
     """Build the report for `run_dirs` (+ eval output dirs, `eval judge` output dirs among them,
     + an arena results document) and write it to `out` atomically."""
     judge_dirs = [Path(d) for d in eval_dirs if _is_judge_dir(d)]
     eval_dirs = [d for d in eval_dirs if not _is_judge_dir(d)]
     judges = [_read_judge_summary(d) for d in judge_dirs]
-    only_extra = (arena is not None or judges) and not (run_dirs or compare_dirs or eval_dirs)
+    only_extra = (arena is not None or judges or sweep_dir is not None) and not (
+        run_dirs or compare_dirs or eval_dirs)
     runs, sets = ([], []) if only_extra else gather(run_dirs, compare_dirs, eval_dirs, index_path)
     rounds = rounds_view(rounds_loop, index_path) if rounds_loop is not None else None
-    html, summary = render_html(runs, sets, arena, rounds, judges)
+    trials = trials_view(sweep_dir, index_path) if sweep_dir is not None else None
+    html, summary = render_html(runs, sets, arena, rounds, judges, trials)
     out = Path(out)
     if out.is_dir():
         raise UsageError("--out is a directory", where=str(out), fix="pass a file name like report.html")

@@ -29,6 +29,7 @@ def export_command(run: str, fmt: str, out: Path, quant: str, device: str,
     """
     from tuneloop.export import export_model
 
+    _refuse_missing_run(run)
     result = export_model(run, format=fmt, out=out, quant=quant, device=device,
                           progress=not no_progress)
     for check in result.checks:
@@ -36,6 +37,29 @@ def export_command(run: str, fmt: str, out: Path, quant: str, device: str,
     click.echo(f"wrote {result.out}: {', '.join(p.name for p in result.files)}")
     if fmt == "ollama":
         click.echo(f"run it: cd {result.out} && ollama create NAME -f Modelfile && ollama run NAME")
+
+
+def _refuse_missing_run(ref: str) -> None:
+    """A bare name that is no directory here is a mistyped run, not a hub download to attempt.
+
+    Hub ids are still exported as `owner/name`; only a name without a slash that does not exist
+    (and is not the embedded alias) stops here, naming where it was looked for.
+    """
+    # lazy: CLI start-up (every command module loads on each `tuneloop` call)
+    from tuneloop.errors import ModelError
+    from tuneloop.models import EMBEDDED_ALIAS
+    from tuneloop.workspace import runs_root
+
+    path = Path(ref).expanduser()
+    if path.exists() or "/" in ref or ref == EMBEDDED_ALIAS:
+        return
+    root = runs_root()
+    near = sorted(p.name for p in root.glob(f"{ref}*") if p.is_dir()) if root.is_dir() else []
+    hint = (f"runs under {root} starting with that name: {', '.join(near[:5])}" if near else
+            f"list your runs with `tuneloop runs` (they live under {root})")
+    raise ModelError(f"no run directory {ref!r} (looked for {path.resolve()})",
+                     where=ref, fix=f"pass the run directory's path; {hint}; a hub model is "
+                     "exported by its full id, owner/name")
 
 
 def register(cli: click.Group) -> None:

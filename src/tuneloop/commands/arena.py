@@ -76,6 +76,9 @@ def results_cmd(db: Path, as_json: bool, rounds: int, seed: int, anchor: str | N
     _print_results(doc)
 
 
+PIPED_WIDTH = 4000  # columns for `arena results` when stdout is not a terminal
+
+
 def _num(value: float | None, spec: str = ".0f") -> str:
     return "—" if value is None else format(value, spec)
 
@@ -85,6 +88,10 @@ def _print_results(doc: dict) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
+    if not console.is_terminal:
+        # Piped or redirected: rich would assume 80 columns and cut or wrap model names (run
+        # directory names are long); tables only take the width they need, so give them room.
+        console = Console(highlight=False, width=PIPED_WIDTH)
     console.print(f"{doc['votes']} vote(s) from {doc['raters']} rater(s): {doc['decisive']} "
                   f"decisive, {doc['ties']} tie(s), {doc['both_bad']} both bad", markup=False)
     if not doc["votes"]:
@@ -136,7 +143,7 @@ def _print_results(doc: dict) -> None:
 def export_cmd(db: Path, out: Path) -> None:
     """Write decisive votes as preference pairs: prompt, chosen, rejected (+ models, vote ids).
 
-    The format `method: dpo` training reads. Ties and both-bad votes carry no preference and are
+    The format `objective: dpo` training reads. Ties and both-bad votes carry no preference and are
     counted, not written.
     """
     from tuneloop.arena.export import export_preferences

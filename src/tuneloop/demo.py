@@ -9,11 +9,12 @@ variants answer the same held-out suite of paraphrased questions:
   they fit its context, so prompt engineering gets a fair chance);
 - fine-tuned: the model after LoRA on the training rows, no system prompt.
 
-Then one `iterate` round (round 2): the fine-tuned model's failing cases are grouped, the
-documents' chunks holding their facts are picked, an extractive generator (`FactSheetGenerator`:
-offline, rule-based, no model) writes new house-style question/answer rows from those chunks'
-sentences (never the suite's questions; the 13-gram scan drops any overlap), and training
-continues from the round-1 run on the new rows before the suite is run again.
+Then one `iterate` round (round 2): for each failing case of the fine-tuned model the document
+chunk holding its fact is picked, the extractive generator (`--generator extractive`: offline,
+rule-based, no model) writes several rows asking that fact in different words, answered in the
+house style (never the suite's questions; the 13-gram scan drops any overlap), and the same LoRA
+adapter is trained further on those rows plus a replayed sample of round 1's rows before the
+suite is run again; the round's verdict (fixed / broken, McNemar p) is printed.
 
 Each suite case has one fact check (`icontains`/`regex`) and two style checks (`starts-with`
 "Answer:", `contains` the sign-off); the table reports the pass rate (all checks) and the fact and
@@ -23,7 +24,6 @@ style accuracies separately, plus each variant's held-out loss on the split's te
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -43,7 +43,7 @@ from tuneloop.eval.loss import heldout_loss
 from tuneloop.eval.suite import load_suite
 from tuneloop.eval.suite_run import run_suite
 from tuneloop.infer.generate import load_for_generation
-from tuneloop.iterate import read_results, run_round
+from tuneloop.iterate import read_results, run_round, verdict_lines
 from tuneloop.models import EMBEDDED_ALIAS
 from tuneloop.report.build import write_report
 from tuneloop.synth.docs import DocsOptions
@@ -58,12 +58,13 @@ MARKER = "demo.json"  # written last; marks a finished (or overwritable) demo wo
 QUICK_CASES = 4
 QUICK_STEPS = 2
 DOCUMENTS = ("handbook.md", "faq.md", "meeting_notes.md")
-# Round 2 continues from round 1's run on the new rows only: its adapter merged, all weights
-# trained briefly at a low rate (a second adapter on top of one is not supported).
-# eval.at_start off: round 1's final eval loss is already that baseline.
-ROUND2_OVERRIDES = ("method=full", "training.learning_rate=3.0e-5", "training.epochs=2",
+# Round 2 trains round 1's adapter further (iterate's `continue` recipe) on the targeted rows and
+# a replay of round 1's rows; a lower rate than round 1's keeps what it learned (docs/demo.md has
+# the measured alternatives). eval.at_start off: round 1's final eval loss is that baseline.
+ROUND2_OVERRIDES = ("training.learning_rate=5.0e-4", "training.epochs=2",
                     "training.warmup_ratio=0.0", "eval.at_start=false")
-SIGN_OFF = " — Tide Desk"
+ROUND2_REPLAY = 2.0
+ROUND2_QUESTIONS = 6
 
 
 @dataclass
@@ -103,57 +104,6 @@ class DemoResult:
         for key in ("workdir", "run_dir", "report"):
             data[key] = str(data[key])
         return data
-
-
-class FactSheetGenerator:
-    """An offline, rule-based stand-in for an LLM in the synth prompts (the demo has no second
-    model): it writes question/answer pairs from the fact sentences of a chunk, and judges them
-    by checking, not by trusting (faithful = the answer's sentence is in the chunk; standalone =
-    the question names its subject instead of pointing at "the text")."""
-
-    name = "demo-factsheet"
-
-    def generate(self, prompts: list[list[dict[str, str]]], params: Any) -> list[str]:
-        """One reply per prompt, recognised by the synth prompt it came from."""
-        return [self._reply(p[-1]["content"]) for p in prompts]
-
-    def _reply(self, text: str) -> str:
-        if "Write up to" in text:
-            return self._questions(text)
-        if "fully supported by the source text" in text:
-            chunk = text.split('"""')[1].lower()
-            answer = text.rsplit("Answer:", 1)[1].strip()
-            subject, _, value = answer.removesuffix(SIGN_OFF.strip()).strip().partition(": ")
-            ok = bool(value) and all(part.strip(" .—").lower() in chunk
-                                     for part in (subject, value))
-            return f"{'Stated' if ok else 'Not stated'} in the source. [[{'YES' if ok else 'NO'}]]"
-        if "understood and answered by someone" in text:
-            q = text.rsplit("Question:", 1)[1].lower()
-            bad = any(w in q for w in ("the text", "the passage", "this document"))
-            return "It names its subject. [[YES]]" if not bad else "It points at the text. [[NO]]"
-        return ""
-
-    @staticmethod
-    def _questions(text: str) -> str:
-        chunk = text.split('"""')[1]
-        n = int(m.group(1)) if (m := re.search(r"Write up to (\d+)", text)) else 3
-        focus = set(re.findall(r"[a-z0-9-]+", text.split("Focus on:", 1)[1].split("\n")[0]
-                               .lower())) if "Focus on:" in text else set()
-        facts = [line[2:].strip() for line in chunk.splitlines() if line.startswith("- ")]
-        facts = [f for f in facts if " is " in f or " are " in f or " was " in f]
-        ranked = sorted(facts, key=lambda f: -len(focus & set(re.findall(r"[a-z0-9-]+",
-                                                                        f.lower()))))
-        pairs = []
-        for fact in ranked[:n]:
-            verb = next(v for v in (" is ", " are ", " was ") if v in fact)
-            subject = fact.split(verb, 1)[0].strip()
-            subject = subject[0].lower() + subject[1:]
-            value = fact.split(verb, 1)[1].strip()
-            # "Subject: value." rather than the document's sentence: the suite's references are
-            # those sentences in the house style, and a copy would share their 13-grams
-            pairs.append(f"Question: For the Marrowick Tide Co-op, what{verb}{subject}?\n"
-                         f"Answer: Answer: {subject[0].upper() + subject[1:]}: {value}{SIGN_OFF}")
-        return "\n\n".join(pairs)
 
 
 def demo_resource(name: str) -> Path:
@@ -410,19 +360,20 @@ def _iterate(workdir: Path, data_dir: Path, split_dir: Path, model_ref: str, sui
                  f"model={json.dumps(model_ref)}", "logging.progress=false"]
     again = list(ROUND2_OVERRIDES) + ([f"training.max_steps={QUICK_STEPS}"] if quick else [])
     res = run_round(evals_dir / "fine-tuned", suite=suite, config=data_dir / "demo.yaml",
-                    generator=FactSheetGenerator(), loop=workdir / "loop",
+                    generator="extractive", loop=workdir / "loop",
                     documents=[data_dir / d for d in DOCUMENTS], overrides=overrides,
-                    run_dir=run_dir, progress=progress, console=console,
-                    options=DocsOptions(chunk_words=120, overlap=20, questions=3,
-                                        progress=progress),
-                    continue_overrides=again)
+                    run_dir=run_dir, progress=progress, console=console, recipe="continue",
+                    replay=ROUND2_REPLAY, train_overrides=again,
+                    options=DocsOptions(chunk_words=120, overlap=20, questions=ROUND2_QUESTIONS))
     fact, style = case_accuracy(res.suite_result.cases)
     return [{"round": res.round, "variant": f"fine-tuned, round {res.round}",
              "pass_rate": res.pass_rate_after, "pass_rate_before": res.pass_rate_before,
              "fact_accuracy": fact, "style_accuracy": style, "new_rows": res.new_rows,
+             "replayed_rows": res.replayed_rows,
              "dropped_contaminated": res.dropped_contaminated, "targeted": len(res.targeted),
              "fixed": res.flipped_to_pass, "broken": res.flipped_to_fail,
-             "run_dir": str(res.run_dir)}]
+             "verdict": res.verdict, "significance": res.significance,
+             "verdict_lines": verdict_lines(res), "run_dir": str(res.run_dir)}]
 
 
 def results_table(result: DemoResult) -> Any:
@@ -450,10 +401,10 @@ def print_table(result: DemoResult, console: Any) -> None:
         gain = result.score("fine-tuned").pass_rate - result.score("base+prompt").pass_rate
         console.print(f"fine-tuned vs base+prompt: {gain * 100:+.1f} points pass rate")
     for r in result.rounds:
-        console.print(f"round {r['round']} vs round {r['round'] - 1}: "
-                      f"{(r['pass_rate'] - r['pass_rate_before']) * 100:+.1f} points pass rate "
-                      f"({r['targeted']} failed cases targeted, {r['new_rows']} new rows, "
-                      f"{len(r['fixed'])} fixed, {len(r['broken'])} broken)")
+        for line in r.get("verdict_lines", []):
+            console.print(line)
+        console.print(f"  ({r['targeted']} failed cases targeted, {r['new_rows']} new rows, "
+                      f"{r.get('replayed_rows', 0)} replayed from round 1)")
     minutes = result.timings.get("total", 0.0) / 60
     console.print(f"total time: {minutes:.1f} min "
                   f"({', '.join(f'{k} {v:.0f}s' for k, v in result.timings.items() if k != 'total')})")

@@ -118,6 +118,17 @@ def m004_loop_rounds(db: sqlite3.Connection) -> None:
 
 
 @migration
+def m005_round_verdicts(db: sqlite3.Connection) -> None:
+    """A round's verdict against its parent: cases fixed and broken, the exact McNemar p-value,
+    and whether it improved, changed nothing or regressed (a regression never becomes the loop's
+    current model)."""
+    db.execute("ALTER TABLE rounds ADD COLUMN n_fixed INTEGER")
+    db.execute("ALTER TABLE rounds ADD COLUMN n_broken INTEGER")
+    db.execute("ALTER TABLE rounds ADD COLUMN p_value REAL")
+    db.execute("ALTER TABLE rounds ADD COLUMN verdict TEXT")
+
+
+@migration
 def m006_sweep_trials(db: sqlite3.Connection) -> None:
     """Trials of `tuneloop sweep`: one row per trial of a sweep (keyed by the sweep directory),
     pointing at the trial's run; its sampled params, metric value and Optuna state."""
@@ -449,17 +460,22 @@ def record_round(
     n_cases: int | None,
     run_dir: str | Path | None = None,
     extra: dict | None = None,
+    n_fixed: int | None = None,
+    n_broken: int | None = None,
+    p_value: float | None = None,
+    verdict: str | None = None,
     index: str | Path | sqlite3.Connection | None = None,
 ) -> int:
     """Record round `round_no` of the loop kept in directory `loop`; returns its id.
 
-    `parent_id` is the id of round N-1 (None for round 1); a round number is recorded once.
+    `parent_id` is the id of the round it started from (None for round 1); a round number is
+    recorded once. The verdict fields compare it with that parent (m005_round_verdicts).
     """
     row = (_run_key(loop), int(round_no), parent_id,
            None if run_dir is None else _run_key(run_dir), str(Path(eval_path).resolve()),
            _json(list(data_paths)), None if pass_rate is None else float(pass_rate),
            None if n_cases is None else int(n_cases), None if extra is None else _json(extra),
-           _now())
+           _now(), n_fixed, n_broken, p_value, verdict)
     with _using(index) as db, _write(db):
         if parent_id is not None and not db.execute(
                 "SELECT 1 FROM rounds WHERE id = ? AND loop = ?", (parent_id, row[0])).fetchone():
@@ -469,8 +485,9 @@ def record_round(
             cur = db.execute(
                 """
                 INSERT INTO rounds (loop, round, parent_id, run_dir, eval_path, data_json,
-                                    pass_rate, n_cases, extra_json, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    pass_rate, n_cases, extra_json, created_at, n_fixed,
+                                    n_broken, p_value, verdict)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 row,
             )

@@ -3,26 +3,34 @@
 Given an evaluation (a suite variant's cases.jsonl, or compare.json and the variant to improve),
 `run_round`:
 
-1. reads the failing cases and groups them: first by what failed (tags + failed check names),
-   then by the similarity of their questions (word overlap), so a group is "one kind of mistake";
-2. picks the document chunks (or seed rows) that hold the facts those failures were about, by
-   word overlap with each failing question and the values its checks look for;
-3. asks the synth generator for document-grounded question/answer rows about those chunks
-   (`synth.docs.generate_from_chunks`, with a focus naming the topics, and the suite's own
-   questions as texts to avoid), then drops any new row sharing a 13-gram with the suite (the
-   contamination scan; counted in the round's manifest, never silently);
-4. writes a new data version (the parent round's training files + the kept rows), retrains from
-   the same config, re-evaluates the suite, and records round N in the index with a pointer to
-   round N-1 (`index.record_round`).
+1. finds the round it belongs to and starts from the loop's *current* round — its best so far
+   (a round that broke more cases than it fixed never becomes current, docs/iterate.md);
+2. reads that round's failing cases and groups them: by what failed (tags + failed check
+   names), then by the similarity of their questions (word overlap);
+3. for each failing case, picks the document chunk (or seed row) that holds its fact — word
+   overlap with the question and the values its checks look for — and asks the generator for
+   several rows about that one fact, asked in different ways (`synth.docs.generate_from_chunks`
+   with a focus naming the topic and the checked value; the suite's questions as texts to
+   avoid). Answers get the house style the earlier rounds' rows share (a common prefix and
+   sign-off). Rows sharing a 13-gram with the suite are dropped and counted (R16). A round with
+   no new row stops here, before any training, and says why;
+4. trains: `continue` (the default) carries on from the current round's run — the same LoRA
+   adapter, or the same full weights — on the new rows plus a seeded replay sample of the
+   earlier rounds' rows (`replay` × the new rows), so what round N-1 taught is rehearsed while
+   the new facts are learned; `retrain` trains the config's base model on the union of all rows;
+5. re-evaluates the suite and gives the round its verdict against its parent: cases fixed and
+   broken, pass rates with 95 % Wilson intervals, the exact McNemar p-value; recorded in
+   round.json and in the index (`index.record_round`) with a pointer to its parent.
 
 Everything a round writes lives under `LOOP/round-NNN/`: targets.json, synth/, data/, run/,
-evals/. The loop directory is the loop's identity in the index.
+evals/, round.json. The loop directory is the loop's identity in the index.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,6 +42,7 @@ from tuneloop.data.contamination import contamination_report
 from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import DataError, UsageError
 from tuneloop.eval.contamination import suite_items
+from tuneloop.eval.stats import PairedVerdict, format_interval, format_p, paired_verdict
 from tuneloop.eval.suite import Suite, load_suite
 from tuneloop.eval.suite_run import run_suite
 from tuneloop.index import list_rounds, record_round
@@ -45,6 +54,13 @@ STOPWORDS = frozenset(
     ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "our", "the", "their", "there", "this", "to", "was", "we", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with", "you", "your", "should", "must", "may", "many", "much", "long", "often", "after", "before", "into", "about", "any", "one", "two"])
 SIMILAR = 0.3  # word-set Jaccard at which two failing questions join one group
 CHUNKS_PER_FAILURE = 1
+# Rows asked per failed fact: one wording per fact was not enough for a question put in other
+# words (docs/iterate.md has the measurement).
+QUESTIONS_PER_FAILURE = 6
+# Replayed rows of earlier rounds per new row (measured on the demo: docs/iterate.md).
+REPLAY = 1.0
+RECIPES = ("continue", "retrain")
+STYLE_SHARE = 0.9  # share of earlier answers that must carry a prefix/sign-off for it to count
 
 
 @dataclass
@@ -88,6 +104,12 @@ class RoundResult:
     pass_rate_after: float
     flipped_to_pass: list[str]
     flipped_to_fail: list[str]
+    verdict: str = "no change"  # improved | no change | regression (against the parent)
+    significance: dict[str, Any] = field(default_factory=dict)  # PairedVerdict.to_json()
+    current_round: int = 0  # the loop's current (best) round after this one
+    recipe: str = "continue"
+    replayed_rows: int = 0
+    style: dict[str, str] = field(default_factory=dict)
     report: Path | None = None
     suite_result: Any = field(default=None, repr=False)  # round N's SuiteResult (not saved)
 
@@ -271,138 +293,314 @@ def _loop_rounds(loop: Path) -> list[dict[str, Any]]:
     return list_rounds(loop)
 
 
+def best_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The loop's current round: the highest pass rate, the earliest of equals (a later round
+    must beat it, not tie it), never a regression."""
+    ok = [r for r in rounds if r.get("verdict") != "regression"] or list(rounds)
+    return max(ok, key=lambda r: (r["pass_rate"] or 0.0, -r["round"]))
+
+
+def verdict_of(v: PairedVerdict) -> str:
+    """improved / no change / regression: more fixed than broken, as many, or fewer."""
+    if len(v.fixed) > len(v.broken):
+        return "improved"
+    return "regression" if len(v.broken) > len(v.fixed) else "no change"
+
+
+def answer_style(rows: Sequence[Any]) -> dict[str, str]:
+    """The prefix and sign-off (suffix) that nearly all earlier answers share, word-aligned.
+
+    A house style ("Answer: … — Tide Desk") is what the trained model does; rows a generator
+    writes in plain sentences are put in it, so a round never teaches two styles.
+    """
+    answers = [m["content"] for r in rows for m in (r.messages or []) if m["role"] == "assistant"]
+    if len(answers) < 3:
+        return {"prefix": "", "suffix": ""}
+
+    def common(texts: list[str], reverse: bool) -> str:
+        split = [t.split(" ")[::-1] if reverse else t.split(" ") for t in texts]
+        out: list[str] = []
+        for k in range(min(map(len, split)) - 1):  # never the whole answer
+            counts: dict[str, int] = {}
+            for words in split:
+                counts[words[k]] = counts.get(words[k], 0) + 1
+            word, n = max(counts.items(), key=lambda kv: kv[1])
+            if n < STYLE_SHARE * len(texts):
+                break
+            out.append(word)
+            split = [w for w in split if w[k] == word]
+        return " ".join(out[::-1] if reverse else out)
+
+    prefix, suffix = common(answers, False), common(answers, True)
+    return {"prefix": prefix + " " if prefix else "", "suffix": " " + suffix if suffix else ""}
+
+
+def apply_style(answer: str, style: dict[str, str]) -> str:
+    """`answer` with the house prefix and sign-off, each added only where it is missing."""
+    text = answer.strip()
+    if style["prefix"] and not text.startswith(style["prefix"].strip()):
+        text = style["prefix"] + text
+    if style["suffix"] and not text.endswith(style["suffix"].strip()):
+        text = text + style["suffix"]
+    return text
+
+
+def replay_sample(files: Sequence[str], k: int, seed: int) -> list[dict[str, Any]]:
+    """`k` rows drawn (seeded, without replacement) from the earlier rounds' training files."""
+    pool = [{"messages": r.messages, "meta": {"replay": r.where}}
+            for r in load_clean_records([f for f in files if Path(f).is_file()])
+            if r.messages]
+    return random.Random(seed).sample(pool, min(k, len(pool)))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "case"
+
+
+def targeted_rows(failures: Sequence[Failure], chunks: Sequence[Chunk], generator: Any,
+                  out: Path, *, judge: Any, options: DocsOptions, avoid: Sequence[str],
+                  round_no: int, style: dict[str, str]
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Rows for each failure's fact, from the chunk that holds it: (rows, per-case chunks, stats).
+
+    One synth run per failing case (LOOP/round-NNN/synth/NNN-ID/), so each row knows the case it
+    targets; rows carry the round, the case ids, the chunk and the house style.
+    """
+    from tuneloop.backends import make_generator
+
+    # open a spec once: a local model must not load again for every case
+    gen = make_generator(generator) if isinstance(generator, (str, dict)) else generator
+    jgen = None if judge is None else (make_generator(judge) if isinstance(judge, (str, dict))
+                                       else judge)
+    rows: list[dict[str, Any]] = []
+    case_chunks: dict[str, Any] = {}
+    totals: dict[str, Any] = {"accepted": 0, "rejected": {}, "requests": 0, "runs": 0}
+    for k, f in enumerate(failures, 1):
+        picked, topics, _ = target_chunks(chunks, [f])
+        if not picked:
+            case_chunks[f.id] = None
+            continue
+        chunk = picked[0]
+        key = f"{chunk.document}#{chunk.index}"
+        case_chunks[f.id] = {"key": key, "text": chunk.text}
+        words = ", ".join(topics[key][:8])
+        focus = f"facts about {words}" if words else "the fact a reader would need"
+        if f.values:
+            focus += f". The answer states: {'; '.join(f.values)}"
+        stats = generate_from_chunks([chunk], gen, out / f"{k:03d}-{_slug(f.id)}", judge=jgen,
+                                     options=options, focus=focus, avoid=avoid)
+        totals["runs"] += 1
+        totals["accepted"] += stats.get("accepted", 0)
+        totals["requests"] += stats.get("requests", {}).get("total", 0)
+        for reason, n in (stats.get("rejected") or {}).items():
+            totals["rejected"][reason] = totals["rejected"].get(reason, 0) + n
+        for _, row in read_jsonl_objects(out / f"{k:03d}-{_slug(f.id)}" / "train.jsonl"):
+            msgs = [dict(m) for m in row["messages"]]
+            for m in msgs:
+                if m["role"] == "assistant":
+                    m["content"] = apply_style(m["content"], style)
+            meta = {**row.get("meta", {}), "round": round_no, "targets": [f.id], "chunk": key}
+            rows.append({"messages": msgs, "meta": meta})
+    return rows, case_chunks, totals
+
+
+def _no_rows_error(totals: dict[str, Any], dropped: int, n_failures: int, where: Path
+                   ) -> DataError:
+    reasons = dict(totals["rejected"])
+    if dropped:
+        reasons["shares_13_gram_with_suite"] = dropped
+    counted = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "nothing generated"
+    return DataError(
+        f"this round has no new row for its {n_failures} failing case(s) ({counted}); "
+        "retraining on the same data would teach nothing, so the round stops before training",
+        where=str(where),
+        fix="use a stronger generator (--generator openai:URL#model, or --generator extractive "
+        "for documents with plain statements), pass documents that state the facts, or add "
+        "rows people wrote (`tuneloop review`, then --reviewed FILE)")
+
+
 def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Path,
               generator: Any, loop: str | Path, documents: Sequence[str | Path] = (),
               seeds: Sequence[str | Path] = (), variant: str | None = None,
               judge: Any = None, options: DocsOptions | None = None,
               overrides: Sequence[str] = (), run_dir: str | Path | None = None,
-              progress: bool = True, console: Any = None,
-              continue_overrides: Sequence[str] | None = None) -> RoundResult:
+              progress: bool = True, console: Any = None, recipe: str = "continue",
+              replay: float = REPLAY, train_overrides: Sequence[str] = (),
+              reviewed: Sequence[dict[str, Any]] = (), seed: int = 0) -> RoundResult:
     """One iteration round on `result` (round N-1); returns round N's result (see module doc).
 
-    `config` is the training config of round N-1 (its data.train files are round 1's data);
+    `config` is the training config of round 1 (its data.train files are round 1's data);
     `overrides` are `--set` style overrides applied to it each round (the demo uses them to put
-    its split files in); `run_dir` is round N-1's run, when known, for the index.
-    `continue_overrides`: continue from round N-1's run instead of retraining from scratch —
-    train only on the new rows, starting from that run's weights, with these extra overrides
-    (e.g. `method=full`, a lower learning rate); the data version still lists every file.
+    its split files in); `run_dir` is round 1's run, when known. `recipe`: "continue" (the
+    current round's run trained further on new + replayed rows) or "retrain" (the base model on
+    every row). `train_overrides`: extra overrides for this round's training only (e.g. a lower
+    learning rate). `reviewed`: rows people wrote or accepted (`tuneloop review export`),
+    added to the round's new rows after the same 13-gram scan.
     """
     from rich.console import Console
 
+    if recipe not in RECIPES:
+        raise UsageError(f"unknown round recipe {recipe!r}", fix=f"use one of {', '.join(RECIPES)}")
+    if replay < 0:
+        raise UsageError(f"--replay must be ≥ 0, got {replay}")
     console = console or Console()
     loop = Path(loop).resolve()
     suite_obj = suite if isinstance(suite, Suite) else load_suite(suite)
     if not documents and not seeds:
         raise UsageError("iterate needs something to ground new rows in",
                          fix="pass --docs FILE... (documents) and/or --seeds FILE... (seed rows)")
-    cases_path, before, failures = read_results(result, variant)
-    known = {c.id for c in suite_obj.cases}
-    if not set(before) <= known:
-        raise UsageError(f"the result has cases the suite lacks ({sorted(set(before) - known)[:3]})",
-                         where=str(cases_path), fix="pass the suite this result was run on")
-    if not failures:
-        raise UsageError("no failing case in this result: nothing to target",
-                         where=str(cases_path), fix="evaluate on a harder suite")
-    add_check_values(failures, suite_obj)
-
+    cases_path, _, _ = read_results(result, variant)
     base_config = load_config(config, list(overrides))
     rounds = _loop_rounds(loop)
-    parent = next((r for r in rounds if Path(r["eval_path"]) == cases_path.resolve()), None)
-    if parent is None:
+    given = next((r for r in rounds if Path(r["eval_path"]) == cases_path.resolve()), None)
+    if given is None:
         if rounds:
             raise UsageError("this result is not a round of this loop", where=str(cases_path),
                              fix=f"pass the latest round's evals ({rounds[-1]['eval_path']}) "
                              "or a new --out")
-        parent_id = record_round(loop, 1, parent_id=None, run_dir=run_dir, eval_path=cases_path,
-                                 data_paths=[str(p) for p in base_config.data.train],
-                                 pass_rate=sum(before.values()) / len(before), n_cases=len(before))
-        parent = next(r for r in _loop_rounds(loop) if r["id"] == parent_id)
-    n = parent["round"] + 1
+        first = read_results(result, variant)[1]
+        record_round(loop, 1, parent_id=None, run_dir=run_dir, eval_path=cases_path,
+                     data_paths=[str(p) for p in base_config.data.train],
+                     pass_rate=sum(first.values()) / len(first) if first else 0.0,
+                     n_cases=len(first))
+        rounds = _loop_rounds(loop)
+        given = rounds[0]
+    parent = best_round(rounds)
+    if parent["id"] != given["id"]:
+        console.print(f"round {given['round']} is not the loop's best "
+                      f"({given.get('verdict') or 'no better than'} round {parent['round']}); "
+                      f"round {rounds[-1]['round'] + 1} starts from round {parent['round']} "
+                      f"({parent['pass_rate']:.1%})")
+    parent_cases = Path(parent["eval_path"])
+    _, before, failures = read_results(parent_cases)
+    known = {c.id for c in suite_obj.cases}
+    if not set(before) <= known:
+        raise UsageError(f"the result has cases the suite lacks ({sorted(set(before) - known)[:3]})",
+                         where=str(parent_cases), fix="pass the suite this result was run on")
+    if not failures:
+        raise UsageError("no failing case in this result: nothing to target",
+                         where=str(parent_cases), fix="evaluate on a harder suite")
+    add_check_values(failures, suite_obj)
+    n = rounds[-1]["round"] + 1
     out = loop / f"round-{n:03d}"
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"round {n} already has files", where=str(out),
-                         fix="pass a new --out, or the latest round's result")
+                         fix="remove that directory (an interrupted round), or pass a new --out")
 
     groups = group_failures(failures)
-    console.print(f"round {n}: {len(failures)} failing case(s) of {len(before)} "
-                  f"in {len(groups)} group(s)")
+    console.print(f"round {n} (from round {parent['round']}): {len(failures)} failing case(s) "
+                  f"of {len(before)} in {len(groups)} group(s)")
     show_groups(groups, console)
 
     chunks: list[Chunk] = []
-    opt = options or DocsOptions(chunk_words=120, overlap=20, questions=3)
+    opt = options or DocsOptions(chunk_words=120, overlap=20, questions=QUESTIONS_PER_FAILURE)
+    opt = replace(opt, progress=False)  # one bar per case would scroll; the summary line counts
     if documents:
         chunks += chunk_documents(documents, opt.chunk_words, opt.overlap)
     if seeds:
         chunks += seed_chunks(seeds)
-    picked, topics, counts = target_chunks(chunks, failures)
-    if not picked:
+    parent_files = json.loads(parent["data_json"])
+    earlier = load_clean_records([f for f in parent_files if Path(f).is_file()])
+    style = answer_style(earlier)
+    out.mkdir(parents=True, exist_ok=True)
+    # The suite's questions are avoided (ROUGE-L) by synth; the 13-gram scan below is the proof.
+    avoid = [c.user_prompt for c in suite_obj.cases]
+    synth_rows, case_chunks, totals = targeted_rows(
+        failures, chunks, generator, out / "synth", judge=judge, options=opt, avoid=avoid,
+        round_no=n, style=style)
+    if not any(case_chunks.values()):
         raise DataError("no document chunk or seed row matches the failing cases",
                         where=", ".join(map(str, [*documents, *seeds])),
                         fix="pass documents that state the facts the suite asks about")
-    focus = "; ".join(", ".join(t) for t in topics.values() if t)
-    # a chunk several failures point at gets a question for each of them (a copy: the caller's
-    # options stay as given)
-    opt = replace(opt, questions=max(opt.questions, *counts.values()), progress=progress)
-    targets = {"round": n, "parent_round": parent["round"], "result": str(cases_path),
-               "groups": [asdict(g) for g in groups], "chunks": topics,
-               "failures_per_chunk": counts, "questions_per_chunk": opt.questions}
-    out.mkdir(parents=True, exist_ok=True)
+    targets = {"round": n, "parent_round": parent["round"], "result": str(parent_cases),
+               "groups": [asdict(g) for g in groups], "case_chunks": case_chunks,
+               "questions_per_case": opt.questions, "style": style}
     (out / "targets.json").write_text(json.dumps(targets, indent=2, ensure_ascii=False) + "\n",
                                       encoding="utf-8")
-    # The suite's questions are avoided (ROUGE-L) by synth; the 13-gram scan below is the proof.
-    avoid = [c.user_prompt for c in suite_obj.cases]
-    stats = generate_from_chunks(picked, generator, out / "synth", judge=judge, options=opt,
-                                 focus=f"facts about {focus}" if focus else None, avoid=avoid)
-    synth_file = out / "synth" / "train.jsonl"
-    synth_rows = [row for _, row in read_jsonl_objects(synth_file)] if synth_file.is_file() else []
-    new_rows, dropped = clean_new_rows(synth_rows, suite_obj)
-    console.print(f"  {len(picked)} chunk(s) targeted, {stats.get('accepted', 0)} rows generated, "
-                  f"{dropped} dropped by the 13-gram scan, {len(new_rows)} added")
+    human = [{"messages": r["messages"], "meta": {**r.get("meta", {}), "round": n}}
+             for r in reviewed]
+    new_rows, dropped = clean_new_rows([*synth_rows, *human], suite_obj)
+    console.print(f"  {sum(1 for c in case_chunks.values() if c)} case(s) matched to a chunk, "
+                  f"{totals['accepted']} rows generated"
+                  + (f", {len(human)} reviewed" if human else "")
+                  + f", {dropped} dropped by the 13-gram scan, {len(new_rows)} added")
+    if not new_rows:
+        raise _no_rows_error(totals, dropped, len(failures), out)
 
     # New data version: the parent's training files (untouched) + a file of the new rows.
-    parent_files = json.loads(parent["data_json"])
     data_path = out / "data" / "new_rows.jsonl"
-    _write_rows(data_path, [{"messages": r["messages"], "meta": r.get("meta", {})}
-                            for r in new_rows])
+    _write_rows(data_path, new_rows)
     files = [*parent_files, str(data_path)]
+    replayed: list[dict[str, Any]] = []
+    if recipe == "retrain":
+        train_files = files
+        start: Any = base_config.model
+    else:
+        start = parent["run_dir"] or (run_dir if parent["round"] == 1 else None)
+        if not start:
+            # round 1 was a model evaluated as it is (no run of ours): continue from the config's
+            start = base_config.model
+            console.print(f"  round {parent['round']} has no run directory: continuing from the "
+                          f"config's model {start} (pass --run RUN if another run produced it)")
+        replayed = replay_sample(parent_files, round(replay * len(new_rows)), seed + n)
+        replay_path = out / "data" / "replay.jsonl"
+        _write_rows(replay_path, replayed)
+        train_files = [str(data_path), str(replay_path)] if replayed else [str(data_path)]
     (out / "data" / "version.json").write_text(json.dumps(
         {"round": n, "files": [{"path": f, "sha256": _sha256(f)} for f in files],
-         "new_rows": len(new_rows), "dropped_contaminated": dropped}, indent=2) + "\n",
+         "new_rows": len(new_rows), "dropped_contaminated": dropped, "recipe": recipe,
+         "trained_on": train_files, "replayed_rows": len(replayed)}, indent=2) + "\n",
         encoding="utf-8")
 
-    if continue_overrides is None:
-        train_overrides = [*overrides, f"data.train={json.dumps(files)}"]
-    else:
-        start = parent["run_dir"] or run_dir
-        if not start:
-            raise UsageError("continuing needs the previous round's run directory",
-                             fix="pass --run RUN (the run that produced the result)")
-        train_overrides = [*overrides, f"model={json.dumps(str(start))}",
-                           f"data.train={json.dumps([str(data_path)])}", *continue_overrides]
-    config_n = load_config(config, train_overrides)
+    config_n = load_config(config, [*overrides, f"model={json.dumps(str(start))}",
+                                    f"data.train={json.dumps(train_files)}", *train_overrides])
     trained = train(config_n, output_dir=out / "run", progress=progress)
     res, evals_dir = run_suite(suite_obj, str(trained.run_dir), out_dir=out / "evals",
-                               variant=f"round-{n}", batch_size=16)  # `eval suite`'s default
+                               variant=f"round-{n}", batch_size=16, progress=progress)
     after = {c.id: c.passed for c in res.cases}
+    sig = paired_verdict(before, after)
+    verdict = verdict_of(sig)
     record_round(
         loop, n, parent_id=parent["id"], run_dir=trained.run_dir,
         eval_path=evals_dir / "cases.jsonl", data_paths=files,
         pass_rate=res.pass_rate, n_cases=len(res.cases),
+        n_fixed=len(sig.fixed), n_broken=len(sig.broken), p_value=sig.p_value, verdict=verdict,
         extra={"targeted": [f.id for f in failures], "new_rows": len(new_rows),
-               "dropped_contaminated": dropped, "synth": str(out / "synth")})
+               "dropped_contaminated": dropped, "synth": str(out / "synth"), "recipe": recipe,
+               "replayed_rows": len(replayed), "significance": sig.to_json()})
+    current = best_round(_loop_rounds(loop))
     result_n = RoundResult(
         loop=loop, round=n, parent_round=parent["round"], groups=groups,
-        targeted=[f.id for f in failures], chunks=len(picked), synth=stats,
-        new_rows=len(new_rows), dropped_contaminated=dropped, data=data_path,
+        targeted=[f.id for f in failures], chunks=sum(1 for c in case_chunks.values() if c),
+        synth=totals, new_rows=len(new_rows), dropped_contaminated=dropped, data=data_path,
         run_dir=Path(trained.run_dir), evals=evals_dir, pass_rate_before=parent["pass_rate"],
-        pass_rate_after=res.pass_rate,
-        flipped_to_pass=[k for k, v in after.items() if v and not before.get(k, False)],
-        flipped_to_fail=[k for k, v in after.items() if not v and before.get(k, False)],
-        suite_result=res)
+        pass_rate_after=res.pass_rate, flipped_to_pass=sig.fixed, flipped_to_fail=sig.broken,
+        verdict=verdict, significance=sig.to_json(), current_round=current["round"],
+        recipe=recipe, replayed_rows=len(replayed), style=style, suite_result=res)
     result_n.report = write_loop_report(loop)
     (out / "round.json").write_text(json.dumps(result_n.to_json(), indent=2, ensure_ascii=False)
                                     + "\n", encoding="utf-8")
     return result_n
+
+
+def verdict_lines(res: RoundResult) -> list[str]:
+    """The round's verdict as the CLI and the demo print it."""
+    sig = res.significance
+    n = sig["n"]
+    word = {"improved": "improved", "no change": "no change",
+            "regression": "REGRESSION"}[res.verdict]
+    lines = [
+        f"round {res.round} vs round {res.parent_round}: {word}, "
+        f"{sig['delta'] * 100:+.1f} points ({len(res.flipped_to_pass)} fixed, "
+        f"{len(res.flipped_to_fail)} broken; exact McNemar {format_p(sig['p_value'])}"
+        + (", not significant" if sig["p_value"] >= 0.05 else "") + ")",
+        (f"  pass rate {format_interval(sig['passed_before'], n)} → "
+         f"{format_interval(sig['passed_after'], n)} (95 % Wilson intervals)"),
+    ]
+    if res.current_round != res.round:
+        lines.append(f"  the loop's current model stays round {res.current_round} "
+                     "(the next round starts from it)")
+    return lines
 
 
 def write_loop_report(loop: str | Path, out: str | Path | None = None) -> Path:
@@ -420,12 +618,17 @@ __all__ = [
     "Failure",
     "FailureGroup",
     "RoundResult",
+    "answer_style",
+    "apply_style",
+    "best_round",
     "clean_new_rows",
     "group_failures",
     "read_results",
+    "replay_sample",
     "run_round",
     "seed_chunks",
     "show_groups",
     "target_chunks",
+    "verdict_lines",
     "write_loop_report",
 ]

@@ -112,7 +112,8 @@ def test_round_two_targets_failures_stays_clean_and_records_its_parent(harbour, 
                    "--chunk-words", "20"])
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert "round 2: pass rate 0.0%" in out.out and "report:" in out.out
+    assert "round 2 vs round 1: no change" in out.out and "report:" in out.out
+    assert "exact McNemar p = 1.000" in out.out and "95 % Wilson" in out.out
 
     # targeted: the chunks sent hold the failing cases' facts, never the canteen section
     qa = [text for kind, text in fake.log if kind == "qa"]
@@ -124,19 +125,25 @@ def test_round_two_targets_failures_stays_clean_and_records_its_parent(harbour, 
     assert sorted(f["id"] for g in targets["groups"] for f in g["cases"]) == [
         "distress-channel", "ferry-name"]
     assert len(targets["groups"]) == 2  # different tags/checks: two groups
+    # each failing case got its own chunk: the one stating its fact
+    assert "Gullwing" in targets["case_chunks"]["ferry-name"]["text"]
+    assert "Channel 16" in targets["case_chunks"]["distress-channel"]["text"]
     # the failed checks' values (from the suite) are what located the facts
     assert sorted(v for g in targets["groups"] for f in g["cases"] for v in f["values"]) == [
         "Gullwing", "channel 16"]
 
     # clean: the suite question copy was rejected, the quoted reference dropped by the scan
-    rejects = [json.loads(x) for x in (loop / "round-002" / "synth" / "rejects.jsonl")
-               .read_text().splitlines()]
+    rejects = [json.loads(x) for f in sorted((loop / "round-002" / "synth").glob("*/rejects.jsonl"))
+               for x in f.read_text().splitlines()]
     assert any(r["reason"] == "too_similar_to_avoided" for r in rejects)
     version = json.loads((loop / "round-002" / "data" / "version.json").read_text())
     assert version["dropped_contaminated"] == 1 and version["new_rows"] >= 2
     new = [json.loads(x) for x in (loop / "round-002" / "data" / "new_rows.jsonl")
            .read_text().splitlines()]
     assert len(new) == version["new_rows"]
+    # every row says which round wrote it, which failed case it targets and its source chunk
+    assert all(r["meta"]["round"] == 2 and len(r["meta"]["targets"]) == 1
+               and r["meta"]["chunk"].startswith(str(harbour["doc"])) for r in new)
     items = suite_items(load_suite(harbour["suite"]), "suite")
     texts = ["\n".join(m["content"] for m in r["messages"]) for r in new]
     assert contamination_report(texts, items, n=13).n_contaminated == 0
@@ -155,12 +162,16 @@ def test_round_two_targets_failures_stays_clean_and_records_its_parent(harbour, 
     html = (loop / "report.html").read_text(encoding="utf-8")
     assert 'id="rounds"' in html and "Round 2" in html
 
-    # the same result again is refused (round 2 exists); the next round continues from round 2
-    with fake.serve() as url:
-        assert main(["iterate", str(harbour["r1"]), "--suite", str(harbour["suite"]),
-                     "--config", str(harbour["config"]), "--docs", str(harbour["doc"]),
-                     "--generator", spec(url), "--out", str(loop), "--no-progress"]) == 2
-    assert "already" in capsys.readouterr().err
+    assert rounds[1]["verdict"] == "no change" and rounds[1]["n_fixed"] == 0
+    assert rounds[1]["p_value"] == 1.0
+
+    # a result from elsewhere is refused: it is not a round of this loop
+    other = harbour["tmp"] / "other-result.jsonl"
+    other.write_bytes((harbour["r1"] / "cases.jsonl").read_bytes())
+    assert main(["iterate", str(other), "--suite", str(harbour["suite"]),
+                 "--config", str(harbour["config"]), "--docs", str(harbour["doc"]),
+                 "--generator", "extractive", "--out", str(loop), "--no-progress"]) == 2
+    assert "not a round of this loop" in capsys.readouterr().err
 
 
 def test_iterate_without_documents_or_seeds_is_a_usage_error(harbour, capsys):

@@ -21,7 +21,7 @@ def test_index_at_migration_3_gains_rounds_without_losing_rows(tmp_path):
 
     db = index.open_index(path)
     try:
-        assert index.applied_migrations(db)[-1] == "m004_loop_rounds"
+        assert "m004_loop_rounds" in index.applied_migrations(db)
         assert len(index.list_evals(index=db)) == 1
         first = index.record_round(tmp_path / "loop", 1, parent_id=None, eval_path="r1.jsonl",
                                    data_paths=["a.jsonl"], pass_rate=0.25, n_cases=4, index=db)
@@ -46,6 +46,32 @@ def test_index_at_migration_3_gains_rounds_without_losing_rows(tmp_path):
 def _f(cid: str, q: str, tags=("t",), checks=("icontains",), values=()) -> Failure:
     return Failure(id=cid, question=q, tags=list(tags), failed_checks=list(checks), output="",
                    values=list(values))
+
+
+def test_index_at_migration_4_gains_round_verdicts_and_keeps_its_rounds(tmp_path):
+    """m005_round_verdicts: rounds recorded before it keep their rows (verdict unknown: NULL);
+    rounds after it carry fixed/broken/p/verdict."""
+    path = tmp_path / "old.sqlite"
+    db = index.connect(path)
+    assert index.migrate(db, upto=4)[-1] == "m004_loop_rounds"
+    db.execute("INSERT INTO rounds (loop, round, eval_path, data_json, pass_rate, n_cases, "
+               "created_at) VALUES (?, 1, 'r1.jsonl', '[]', 0.5, 4, '2026-01-01T00:00:00+00:00')",
+               (str((tmp_path / "loop").resolve()),))
+    db.commit()
+    db.close()
+    db = index.open_index(path)
+    try:
+        assert "m005_round_verdicts" in index.applied_migrations(db)
+        [old] = index.list_rounds(tmp_path / "loop", index=db)
+        assert old["verdict"] is None and old["pass_rate"] == 0.5
+        index.record_round(tmp_path / "loop", 2, parent_id=old["id"], eval_path="r2.jsonl",
+                           data_paths=[], pass_rate=0.25, n_cases=4, n_fixed=0, n_broken=1,
+                           p_value=1.0, verdict="regression", index=db)
+        new = index.list_rounds(tmp_path / "loop", index=db)[1]
+        assert (new["n_fixed"], new["n_broken"], new["p_value"], new["verdict"]) == (
+            0, 1, 1.0, "regression")
+    finally:
+        db.close()
 
 
 def test_failures_group_by_what_failed_then_by_question_similarity():

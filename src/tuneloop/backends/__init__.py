@@ -4,6 +4,8 @@ Eval suites, the judge and data generation all call `make_generator(spec).genera
 params)`. A spec names a backend the same way everywhere (CLI flags and config files):
 
 - a model reference (`smollm2-135m-instruct`, a local HF dir, a run dir, a hub id) → in-process;
+- `extractive` → no model: document-grounded questions by rule (backends/extractive.py), for
+  offline rounds where no capable model is at hand;
 - `openai:<base_url>#<model>` → any OpenAI-compatible server (API key from $OPENAI_API_KEY);
 - a mapping `{"type": "local", "ref": ...}` or `{"type": "openai", "base_url": ..., "model": ...,
   "api_key_env": ..., "max_concurrency": ..., "max_retries": ..., "cache": ...}`.
@@ -18,6 +20,8 @@ from typing import Any
 
 from tuneloop.backends.base import Generator, Messages, Scored, TokenChoice, scored_generate
 from tuneloop.backends.cache import CachedGenerator
+from tuneloop.backends.extractive import NAME as EXTRACTIVE
+from tuneloop.backends.extractive import ExtractiveGenerator
 from tuneloop.backends.local import LocalGenerator
 from tuneloop.backends.openai_compat import OpenAIGenerator
 from tuneloop.errors import ConfigError
@@ -35,6 +39,8 @@ def parse_spec(spec: str | dict[str, Any]) -> dict[str, Any]:
         if not text:
             raise ConfigError("empty generator spec", fix="pass a model reference or "
                               "openai:<base_url>#<model>")
+        if text == EXTRACTIVE:
+            return {"type": EXTRACTIVE}
         if text.startswith("openai:"):
             url, sep, model = text[len("openai:"):].partition("#")
             if not sep or not model or not url:
@@ -46,6 +52,8 @@ def parse_spec(spec: str | dict[str, Any]) -> dict[str, Any]:
         return {"type": "local", "ref": text}
     if isinstance(spec, dict):
         kind = spec.get("type")
+        if kind == EXTRACTIVE:
+            return {"type": EXTRACTIVE}
         allowed = {"openai": _OPENAI_KEYS, "local": _LOCAL_KEYS}.get(kind)  # type: ignore[arg-type]
         if allowed is None:
             raise ConfigError(f"generator type {kind!r} is not known",
@@ -67,6 +75,8 @@ def make_generator(spec: str | dict[str, Any]) -> Generator:
     conf = parse_spec(spec)
     kind = conf.pop("type")
     cache = conf.pop("cache", None)
+    if kind == EXTRACTIVE:
+        return ExtractiveGenerator()  # rule-based and instant: nothing worth caching
     if kind == "openai":
         gen: Generator = OpenAIGenerator(**conf)
         cache = True if cache is None else cache  # remote calls cost money/time: cache by default
@@ -77,5 +87,5 @@ def make_generator(spec: str | dict[str, Any]) -> Generator:
     return gen
 
 
-__all__ = ["GenParams", "Generator", "Messages", "Scored", "TokenChoice", "make_generator",
+__all__ = ["EXTRACTIVE", "ExtractiveGenerator", "GenParams", "Generator", "Messages", "Scored", "TokenChoice", "make_generator",
            "parse_spec", "scored_generate"]

@@ -151,7 +151,7 @@ def progress_bar(enabled: bool = True):
 
 def generate_outputs(
     model: Any, tokenizer: Any, renderer: Any, prompts: list[Messages],
-    max_new_tokens: list[int], *, batch_size: int = 8,
+    max_new_tokens: list[int], *, batch_size: int = 8, progress: bool = True,
 ) -> list[Any]:
     """Greedy generations for prompts, one batched `generate` call per length budget."""
     results: list[Any] = [None] * len(prompts)
@@ -161,7 +161,8 @@ def generate_outputs(
     for n, idxs in groups.items():
         # generate sorts by length, batches, and shows its own progress bar
         outs = generate(model, tokenizer, renderer, [prompts[i] for i in idxs],
-                        max_new_tokens=n, temperature=0.0, batch_size=batch_size)
+                        max_new_tokens=n, temperature=0.0, batch_size=batch_size,
+                        progress=progress)
         for i, out in zip(idxs, outs, strict=True):
             results[i] = out
     return results
@@ -184,6 +185,7 @@ def run_suite_on_model(
     few_shot: Any = None,
     batch_size: int = 8,
     judge: JudgeFn | str | None = None,
+    progress: bool = True,
 ) -> SuiteResult:
     """Generate an answer for every case (greedy, batched), run the checks, return the result."""
     suite = _as_suite(suite_path_or_suite)
@@ -196,7 +198,7 @@ def run_suite_on_model(
     model.eval()
     try:
         gens = generate_outputs(model, tokenizer, renderer, prompts, budgets,
-                                batch_size=batch_size)
+                                batch_size=batch_size, progress=progress)
     finally:
         model.train(was_training)
     judge_spec = judge if judge is not None else suite.judge
@@ -273,13 +275,14 @@ def run_suite(
     judge: Any = None,
     device: str = "cpu",
     loaded: tuple[Any, Any, Any] | None = None,
+    progress: bool = True,
 ) -> tuple[SuiteResult, Path]:
     """Load a model by reference, run the suite, write OUT/<variant>/ and record it in the index."""
     suite = _as_suite(suite)
     if loaded is None:
         loaded = load_for_generation(str(model_ref), device)
     result = run_suite_on_model(*loaded, suite, system_prompt=system_prompt, few_shot=few_shot,
-                                batch_size=batch_size, judge=judge)
+                                batch_size=batch_size, judge=judge, progress=progress)
     result.variant = variant or slug(Path(str(model_ref)).name)
     result.model_ref = str(model_ref)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model_ref, suite.name)

@@ -10,9 +10,19 @@ from typing import Any
 from tuneloop.rundir import RunDir
 
 
-def _base_reference(ref: str) -> str:
-    """A model reference that still resolves from another working directory."""
+def _base_reference(ref: str, method: str) -> str:
+    """A model reference that still resolves from another working directory.
+
+    A LoRA run that continued another LoRA run's adapter is an adapter on *that* run's base
+    model (the same adapter trained further), so its base is the earlier run's base.
+    """
+    from tuneloop.models import resolve_model_ref
+
     p = Path(ref)
+    if method == "lora" and p.exists():
+        resolved = resolve_model_ref(ref)
+        if resolved.adapter is not None and resolved.base_ref:
+            return resolved.base_ref
     return str(p.resolve()) if p.exists() else ref
 
 
@@ -37,7 +47,7 @@ def save_final_model(
         template_ref = "template.jinja"
         tokenizer.chat_template = renderer.template_source
     tokenizer.save_pretrained(tmp)
-    save_model_metadata(tmp, base_model=_base_reference(base_model), method=method,
+    save_model_metadata(tmp, base_model=_base_reference(base_model, method), method=method,
                         template=template_ref, format=data_format)
     if final.exists():
         shutil.rmtree(final)

@@ -189,7 +189,12 @@ def load_policy(config: TrainConfig, device: Any) -> tuple[Any, Any, Any]:
 
 
 def make_trainable(model: Any, config: TrainConfig) -> Any:
-    """LoRA adapter on the base, or every weight trainable (a LoRA run as base is merged first)."""
+    """LoRA adapter on the base, or every weight trainable.
+
+    A LoRA run as the model: with method lora its adapter is trained further (the same adapter,
+    loaded trainable — what a later iterate round does, so a round never changes the recipe);
+    with method full the adapter is merged into the weights first.
+    """
     from accelerate.utils import set_seed
     from peft import LoraConfig, get_peft_model
 
@@ -197,10 +202,8 @@ def make_trainable(model: Any, config: TrainConfig) -> Any:
 
     if hasattr(model, "merge_and_unload"):  # the model ref is a LoRA run directory
         if config.method == "lora":
-            raise ConfigError(
-                f"model {config.model!r} is a LoRA run; a new adapter on top of an adapter is "
-                "not supported", fix="train a LoRA from its base model, or use method: full "
-                "(the adapter is merged into the weights first)")
+            _check_same_adapter(model, config)
+            return model
         model = model.merge_and_unload()
     if config.method == "full":
         model.requires_grad_(True)
@@ -211,6 +214,21 @@ def make_trainable(model: Any, config: TrainConfig) -> Any:
         return get_peft_model(model, LoraConfig(
             r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
             target_modules=lc.target_modules, task_type="CAUSAL_LM"))
+
+
+def _check_same_adapter(model: Any, config: TrainConfig) -> None:
+    """Continuing an adapter keeps its shape: a different lora.r or alpha is a config error."""
+    peft_config = model.peft_config["default"]
+    if (peft_config.r, peft_config.lora_alpha) != (config.lora.r, config.lora.alpha):
+        raise ConfigError(
+            f"model {config.model!r} is a LoRA run with r={peft_config.r}, "
+            f"alpha={peft_config.lora_alpha}; continuing it with lora.r={config.lora.r}, "
+            f"lora.alpha={config.lora.alpha} would need a new adapter",
+            fix=f"set lora.r={peft_config.r} lora.alpha={peft_config.lora_alpha}, or train a "
+            "new LoRA from the base model")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"the adapter of {config.model!r} loaded frozen",
+                          fix="load it with trainable=True (tuneloop.models.load_model)")
 
 
 def speed_up(model: Any, config: TrainConfig) -> Any:

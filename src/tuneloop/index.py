@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -496,6 +496,13 @@ def record_round(
                                fix="continue from the loop's latest round, or use a new loop "
                                "directory") from None
         return int(cur.lastrowid)
+
+
+def best_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The loop's current round among `list_rounds` rows: the highest pass rate, the earliest of
+    equals (a later round must beat it, not tie it), never a regression."""
+    ok = [r for r in rounds if r.get("verdict") != "regression"] or list(rounds)
+    return max(ok, key=lambda r: (r["pass_rate"] or 0.0, -r["round"]))
 
 
 def list_rounds(

@@ -45,7 +45,7 @@ from tuneloop.eval.contamination import suite_items
 from tuneloop.eval.stats import PairedVerdict, format_interval, format_p, paired_verdict
 from tuneloop.eval.suite import Suite, load_suite
 from tuneloop.eval.suite_run import run_suite
-from tuneloop.index import list_rounds, record_round
+from tuneloop.index import best_round, list_rounds, record_round
 from tuneloop.report.build import write_report
 from tuneloop.synth.docs import Chunk, DocsOptions, chunk_documents, generate_from_chunks
 from tuneloop.train import load_config, train
@@ -291,13 +291,6 @@ def _sha256(path: str) -> str | None:
 
 def _loop_rounds(loop: Path) -> list[dict[str, Any]]:
     return list_rounds(loop)
-
-
-def best_round(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The loop's current round: the highest pass rate, the earliest of equals (a later round
-    must beat it, not tie it), never a regression."""
-    ok = [r for r in rounds if r.get("verdict") != "regression"] or list(rounds)
-    return max(ok, key=lambda r: (r["pass_rate"] or 0.0, -r["round"]))
 
 
 def verdict_of(v: PairedVerdict) -> str:

@@ -13,7 +13,8 @@ from tuneloop.backends.extractive import answer_forms, questions_for, statements
 from tuneloop.data.records import Record
 from tuneloop.errors import UsageError
 from tuneloop.eval.stats import mcnemar_exact, paired_verdict, wilson_interval
-from tuneloop.iterate import answer_style, apply_style, best_round, verdict_of
+from tuneloop.index import best_round
+from tuneloop.iterate import answer_style, apply_style, verdict_of
 
 CHUNK = """## Places
 

@@ -77,6 +77,9 @@ def test_a_wrecked_round_is_a_regression_and_the_loop_keeps_its_best(passing_rou
     assert [(r["round"], r["verdict"], r["n_broken"]) for r in rounds] == [
         (1, None, None), (2, "regression", 2)]
     assert 0 < rounds[1]["p_value"] <= 1
+    html = (loop / "report.html").read_text(encoding="utf-8")
+    assert "<strong>regression</strong> (not the current model)" in html
+    assert "1 <strong>(current)</strong>" in html and "Exact McNemar" in html
 
     # going on from the regressed round's result starts from round 1, the loop's best
     rc = _iterate(ctx, loop / "round-002" / "evals" / "round-2", "extractive")

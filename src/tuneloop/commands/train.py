@@ -35,6 +35,10 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
     from tuneloop.train.config import load_config
 
     config = load_config(config_path, list(overrides))
+    from tuneloop.data.load import check_sources
+
+    # a file type no reader takes fails now, not after the plan and the model load (~30 s)
+    check_sources([*config.data.train, *config.data.eval], config.data.format)
     if _is_main():
         # lazy: the plan reads the model's config through transformers
         from tuneloop.errors import ModelError

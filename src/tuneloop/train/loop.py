@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop import allocator, rundir
+from tuneloop.data.load import check_sources
 from tuneloop.errors import (
     CheckpointError,
     ConfigError,
@@ -266,6 +267,8 @@ def _build(config: TrainConfig, accelerator: Any, run_dir: Path, hooks: TrainHoo
            resume: bool, progress: bool | None) -> Run:
     """Objective, model, data, optimizer and schedule, prepared for the processes."""
     objective = make_objective(config)
+    # a file type no reader takes is refused before the model loads
+    check_sources([*config.data.train, *config.data.eval], config.data.format)
     # A bad model ref or unusable data must not leave an empty run directory behind.
     with setup.remove_if_still_empty(run_dir, enabled=accelerator.is_main_process and not resume):
         model, tokenizer, renderer = setup.load_policy(config, accelerator.device)

@@ -110,10 +110,27 @@ def test_extractive_rows_carry_the_house_style(passing_round_one, capsys):
     """--generator extractive: rows about the failed fact (the distress channel), answered in the
     prefix/sign-off the earlier rows share."""
     ctx = passing_round_one
-    assert _iterate(ctx, ctx["r1"], "extractive", "--set", "training.max_steps=1") == 0
-    capsys.readouterr()
+    # a person's row (from `tuneloop review export`) joins them; one copying a suite question and
+    # its reference is dropped by the same 13-gram scan
+    ferry = SUITE["cases"][0]
+    reviewed = ctx["tmp"] / "reviewed.jsonl"
+    reviewed.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": q}, {"role": "assistant", "content": a}],
+        "meta": {"source": "human", "reviewed": "written", "targets": [t]}}) + "\n"
+        for q, a, t in [("Which radio channel is kept for emergencies?",
+                         "Reply: channel 16, for distress only. -- Desk", "distress-channel"),
+                        (ferry["prompt"] + " Tell me.", ferry["reference"], "ferry-name")]))
+    assert _iterate(ctx, ctx["r1"], "extractive", "--set", "training.max_steps=1",
+                    "--reviewed", str(reviewed)) == 0
+    out = capsys.readouterr().out
+    assert "2 reviewed" in out
     rows = [json.loads(x) for x in (ctx["tmp"] / "loop" / "round-002" / "data" /
                                     "new_rows.jsonl").read_text().splitlines()]
+    human = [r for r in rows if r["meta"]["source"] == "human"]
+    assert [r["messages"][0]["content"] for r in human] == [
+        "Which radio channel is kept for emergencies?"]
+    assert human[0]["meta"]["round"] == 2
+    rows = [r for r in rows if r["meta"]["source"] == "machine"]
     assert len(rows) >= 3
     assert {r["meta"]["targets"][0] for r in rows} == {"distress-channel"}
     for r in rows:
@@ -125,5 +142,6 @@ def test_extractive_rows_carry_the_house_style(passing_round_one, capsys):
     assert targets["style"] == {"prefix": "Reply: ", "suffix": " -- Desk"}
     version = json.loads((ctx["tmp"] / "loop" / "round-002" / "data" / "version.json")
                          .read_text())
-    assert version["recipe"] == "continue" and version["replayed_rows"] == len(rows)
+    assert version["recipe"] == "continue" and version["replayed_rows"] == len(rows) + 1
+    assert version["dropped_contaminated"] >= 1
     assert Path(ctx["tmp"] / "loop" / "round-002" / "data" / "replay.jsonl").is_file()

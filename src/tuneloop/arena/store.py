@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import TuneloopError
-from tuneloop.index import Migration, applied_migrations, migrate, open_wal, write_transaction
-from tuneloop.serve.pages import Session, create_session, find_session, new_token
+from tuneloop.index import Migration, write_transaction
+from tuneloop.serve.pages import Session, new_token
+from tuneloop.serve.pagestore import PageStore, utc_now
 
 WINNERS = ("a", "b", "tie", "both_bad")
 MIGRATIONS: list[Migration] = []
@@ -123,10 +121,6 @@ def a002_model_system_prompt(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE models ADD COLUMN system_prompt TEXT")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 @dataclass(frozen=True)
 class Battle:
     """One prompt and two models on fixed sides, issued to one session."""
@@ -145,45 +139,13 @@ class Battle:
     vote_id: str | None = None
 
 
-class ArenaStore:
+class ArenaStore(PageStore):
     """The arena database at `path`; one sqlite connection per thread (the web app is threaded)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._local = threading.local()
-        try:
-            foreign = set(applied_migrations(self.db)) - {fn.__name__ for fn in MIGRATIONS}
-            if foreign:
-                raise ArenaDBError(
-                    "this sqlite file is not an arena database (it holds migrations "
-                    f"{sorted(foreign)[:3]})", where=str(self.path),
-                    fix="pass --db with a new file name for the arena")
-            migrate(self.db, migrations=MIGRATIONS)
-        except sqlite3.DatabaseError as exc:
-            raise ArenaDBError(f"cannot use the arena database: {exc}", where=str(self.path),
-                               fix="pass --db with a new file name (or move this one aside)"
-                               ) from exc
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = open_wal(self.path)
-            except (sqlite3.DatabaseError, OSError) as exc:
-                raise ArenaDBError(f"cannot open the arena database: {exc}", where=str(self.path),
-                                   fix="pass --db with a writable path to a new or arena "
-                                   "database file") from exc
-            self._local.conn = conn
-        return conn
-
-    def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+    kind = "arena"
+    article = "an"
+    error = ArenaDBError
+    migrations = MIGRATIONS
 
     # -- prompts, models, answers ------------------------------------------------------------
 
@@ -194,7 +156,7 @@ class ArenaStore:
                 text = json.dumps(messages, ensure_ascii=False, sort_keys=True)
                 row = db.execute("SELECT messages_json FROM prompts WHERE id = ?", (pid,)).fetchone()
                 if row is None:
-                    db.execute("INSERT INTO prompts VALUES (?, ?, ?)", (pid, text, _now()))
+                    db.execute("INSERT INTO prompts VALUES (?, ?, ?)", (pid, text, utc_now()))
                 elif row[0] != text:
                     raise ArenaDBError(
                         f"prompt id {pid!r} is already stored with different text",
@@ -212,7 +174,7 @@ class ArenaStore:
                                  (name,)).fetchone()
                 if row is None:
                     db.execute("INSERT INTO models (name, spec, system_prompt, created_at) "
-                               "VALUES (?, ?, ?, ?)", (name, spec, system, _now()))
+                               "VALUES (?, ?, ?, ?)", (name, spec, system, utc_now()))
                 elif (row[0], row[1]) != (spec, system):
                     was = row[0] + (f" with system prompt {row[1]!r}" if row[1] else "")
                     now = spec + (f" with system prompt {system!r}" if system else "")
@@ -233,17 +195,7 @@ class ArenaStore:
         with write_transaction(self.db) as db:
             db.executemany(
                 "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?)",
-                [(pid, model, text, params_json, _now()) for pid, text in answers.items()])
-
-    # -- sessions ----------------------------------------------------------------------------
-
-    def create_session(self, rater: str) -> tuple[str, Session]:
-        """A new session for `rater`: (cookie token, session). Only the token's hash is stored."""
-        return create_session(self.db, rater)
-
-    def session(self, token: str | None) -> Session | None:
-        """The session a cookie token belongs to, or None."""
-        return find_session(self.db, token)
+                [(pid, model, text, params_json, utc_now()) for pid, text in answers.items()])
 
     # -- battles and votes --------------------------------------------------------------------
 
@@ -272,7 +224,7 @@ class ArenaStore:
         with write_transaction(self.db) as db:
             db.execute("INSERT INTO battles VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (battle_id, session.token_hash, session.rater, prompt_id, model_a, model_b,
-                        _now()))
+                        utc_now()))
         return battle_id
 
     def battle(self, battle_id: str) -> Battle | None:
@@ -324,14 +276,14 @@ class ArenaStore:
                     raise VoteRejected(403, f"rater {session.rater!r} has cast the {max_votes} "
                                        "vote(s) allowed")
             db.execute("INSERT INTO votes VALUES (?, ?, ?, ?, ?, ?)",
-                       (vote_id, battle_id, session.rater, winner, reason, _now()))
+                       (vote_id, battle_id, session.rater, winner, reason, utc_now()))
         return vote_id
 
     def skip(self, session: Session, battle_id: str) -> None:
         """Set an unvoted battle aside (it never takes a vote afterwards)."""
         with write_transaction(self.db) as db:
             self._owned(db, session, battle_id)
-            db.execute("INSERT INTO skips VALUES (?, ?)", (battle_id, _now()))
+            db.execute("INSERT INTO skips VALUES (?, ?)", (battle_id, utc_now()))
 
     # -- counts and reading -----------------------------------------------------------------
 
@@ -369,10 +321,5 @@ class ArenaStore:
                                (prompt_id, model)).fetchone()[0]
 
 
-def open_existing(path: str | Path) -> ArenaStore:
-    """An arena database that must already exist (for `results` and `export`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArenaDBError("no arena database here", where=str(path),
-                           fix="pass the --db file `tuneloop arena serve` wrote")
-    return ArenaStore(path)
+# An arena database that must already exist (for `results` and `export`).
+open_existing = ArenaStore.open_existing

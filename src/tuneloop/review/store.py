@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import TuneloopError
-from tuneloop.index import Migration, applied_migrations, migrate, open_wal, write_transaction
+from tuneloop.index import Migration, write_transaction
 from tuneloop.review.items import Item
-from tuneloop.serve.pages import SESSIONS_TABLE, Session, create_session, find_session
+from tuneloop.serve.pages import SESSIONS_TABLE
+from tuneloop.serve.pagestore import PageStore, utc_now
 
 ACTIONS = ("written", "accepted", "rejected", "edited")
 MIGRATIONS: list[Migration] = []
@@ -78,10 +76,6 @@ def r001_initial(db: sqlite3.Connection) -> None:
                    "BEGIN SELECT RAISE(ABORT, 'replaced saves are append-only'); END")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 @dataclass(frozen=True)
 class Review:
     """One reviewer's current save of one item."""
@@ -97,53 +91,19 @@ class Review:
     updated_at: str
 
 
-class ReviewStore:
+class ReviewStore(PageStore):
     """The review database at `path`; one sqlite connection per thread (the web app is threaded)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._local = threading.local()
-        try:
-            foreign = set(applied_migrations(self.db)) - {fn.__name__ for fn in MIGRATIONS}
-            if foreign:
-                raise ReviewDBError(
-                    "this sqlite file is not a review database (it holds migrations "
-                    f"{sorted(foreign)[:3]})", where=str(self.path),
-                    fix="pass --db with a new file name for the review")
-            migrate(self.db, migrations=MIGRATIONS)
-        except sqlite3.DatabaseError as exc:
-            raise ReviewDBError(f"cannot use the review database: {exc}", where=str(self.path),
-                                fix="pass --db with a new file name (or move this one aside)"
-                                ) from exc
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = open_wal(self.path)
-            except (sqlite3.DatabaseError, OSError) as exc:
-                raise ReviewDBError(f"cannot open the review database: {exc}",
-                                    where=str(self.path),
-                                    fix="pass --db with a writable path to a new or review "
-                                    "database file") from exc
-            self._local.conn = conn
-        return conn
-
-    def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+    kind = "review"
+    error = ReviewDBError
+    migrations = MIGRATIONS
 
     # -- items ---------------------------------------------------------------------------------
 
     def add_items(self, items: list[Item]) -> None:
         """Record the items shown. Ids come from their content, so a restart finds the same
         items; what is shown beside them (the targeted chunk) is refreshed."""
-        now = _now()
+        now = utc_now()
         with write_transaction(self.db) as db:
             db.executemany(
                 "INSERT INTO items (id, kind, data_json, created_at) VALUES (?, ?, ?, ?) "
@@ -159,16 +119,6 @@ class ReviewStore:
                               (item_id,)).fetchone()
         return Item(row[0], row[1], json.loads(row[2])) if row else None
 
-    # -- sessions ------------------------------------------------------------------------------
-
-    def create_session(self, reviewer: str) -> tuple[str, Session]:
-        """A new session for `reviewer`: (cookie token, session). Only the token's hash is stored."""
-        return create_session(self.db, reviewer)
-
-    def session(self, token: str | None) -> Session | None:
-        """The session a cookie token belongs to, or None."""
-        return find_session(self.db, token)
-
     # -- reviews -------------------------------------------------------------------------------
 
     def save(self, item_id: str, reviewer: str, action: str, question: str | None = None,
@@ -180,7 +130,7 @@ class ReviewStore:
         """
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
-        now = _now()
+        now = utc_now()
         with write_transaction(self.db) as db:
             old = db.execute("SELECT * FROM reviews WHERE item_id = ? AND reviewer = ?",
                              (item_id, reviewer)).fetchone()
@@ -214,10 +164,5 @@ class ReviewStore:
         return self.db.execute("SELECT COUNT(*) FROM replaced").fetchone()[0]
 
 
-def open_existing(path: str | Path) -> ReviewStore:
-    """A review database that must already exist (for `export` and `load_reviewed`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReviewDBError("no review database here", where=str(path),
-                            fix="pass the --db file `tuneloop review serve` wrote")
-    return ReviewStore(path)
+# A review database that must already exist (for `export` and `load_reviewed`).
+open_existing = ReviewStore.open_existing

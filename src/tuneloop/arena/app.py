@@ -17,22 +17,19 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneloop.arena.pairing import next_battle
 from tuneloop.arena.store import WINNERS, ArenaStore, Session, VoteRejected
 from tuneloop.serve.app import BodyLimitMiddleware
-from tuneloop.serve.pages import (
+from tuneloop.serve.pageapp import add_error_pages, add_sign_in
+from tuneloop.serve.pages import (  # noqa: F401 - MAX_NAME: the arena's name limit, as it was
     MAX_NAME,
     PageError,
     check_csrf,
-    clean_name,
-    key_matches,
     read_form,
     render_page,
-    set_session_cookie,
     template_environment,
 )
 
@@ -55,26 +52,20 @@ def create_app(store: ArenaStore, *, prompt_ids: list[str], models: list[str],
     app = FastAPI(title="tuneloop arena", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
 
-    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("progress", None)
         return render_page(env, template, status, **context)
 
-    def message(request: Request, status: int, text: str, *, heading: str = "Not accepted",
+    def message(status: int, text: str, *, heading: str = "Not accepted",
                 link: str | None = "/", link_text: str = "Back to the arena") -> HTMLResponse:
-        return page(request, "message.html.j2", status, heading=heading, message=text,
+        return page("message.html.j2", status, heading=heading, message=text,
                     is_error=status >= 400, link=link, link_text=link_text)
 
-    @app.exception_handler(PageError)
-    async def _page_error(request: Request, exc: PageError):
-        return message(request, exc.status, exc.message)
+    add_error_pages(app, message)
 
     @app.exception_handler(VoteRejected)
     async def _vote_rejected(request: Request, exc: VoteRejected):
-        return message(request, exc.status, exc.message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        return message(request, exc.status_code, str(exc.detail))
+        return message(exc.status, exc.message)
 
     def session_of(request: Request) -> Session | None:
         return store.session(request.cookies.get(COOKIE))
@@ -90,31 +81,7 @@ def create_app(store: ArenaStore, *, prompt_ids: list[str], models: list[str],
         return {"total": store.vote_count(), "rater": session.rater,
                 "mine": store.vote_count(session.rater), "limit": max_votes}
 
-    @app.get("/health")
-    async def health():
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/login")
-    async def login_form(request: Request):
-        return page(request, "login.html.j2", error=None, name="", need_key=api_key is not None,
-                    max_name=MAX_NAME)
-
-    @app.post("/login")
-    async def login(request: Request):
-        data = await read_form(request, {"name", "key"})
-        try:
-            name = clean_name(data.get("name", ""))
-        except PageError as exc:
-            return page(request, "login.html.j2", exc.status, error=exc.message,
-                        name=data.get("name", "")[:MAX_NAME], need_key=api_key is not None,
-                        max_name=MAX_NAME)
-        if not key_matches(data.get("key", ""), api_key):
-            return page(request, "login.html.j2", 401, error="wrong access key", name=name,
-                        need_key=True, max_name=MAX_NAME)
-        token, _ = await run_in_threadpool(store.create_session, name)
-        response = RedirectResponse("/", status_code=303)
-        set_session_cookie(response, COOKIE, token)
-        return response
+    add_sign_in(app, page, store.create_session, cookie=COOKIE, api_key=api_key)
 
     @app.get("/")
     async def battle_page(request: Request):
@@ -123,11 +90,11 @@ def create_app(store: ArenaStore, *, prompt_ids: list[str], models: list[str],
             if session is None:
                 return RedirectResponse("/login", status_code=303)
             if max_votes is not None and store.vote_count(session.rater) >= max_votes:
-                return page(request, "message.html.j2", heading="Thank you",
+                return page("message.html.j2", heading="Thank you",
                             message=f"You have cast the {max_votes} vote(s) asked of each rater.",
                             is_error=False, link=None, link_text="", progress=progress(session))
             battle = store.battle(next_battle(store, session, prompt_ids, models))
-            return page(request, "battle.html.j2", battle=battle, csrf=session.csrf,
+            return page("battle.html.j2", battle=battle, csrf=session.csrf,
                         max_reason=MAX_REASON, progress=progress(session))
 
         return await run_in_threadpool(build)
@@ -165,7 +132,7 @@ def create_app(store: ArenaStore, *, prompt_ids: list[str], models: list[str],
                 raise PageError(403, "this battle was issued to another session")
             if battle.winner is None:
                 raise PageError(409, "the models are named only after your vote; vote first")
-            return page(request, "reveal.html.j2", battle=battle,
+            return page("reveal.html.j2", battle=battle,
                         verdict=_VERDICT[battle.winner], progress=progress(session))
 
         return await run_in_threadpool(build)

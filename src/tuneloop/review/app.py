@@ -18,24 +18,20 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuneloop.data.contamination import contamination_report
 from tuneloop.review.items import Item, ReviewInputs
 from tuneloop.review.store import ReviewStore
 from tuneloop.serve.app import BodyLimitMiddleware
+from tuneloop.serve.pageapp import add_error_pages, add_sign_in
 from tuneloop.serve.pages import (
-    MAX_NAME,
     PageError,
     Session,
     check_csrf,
-    clean_name,
-    key_matches,
     read_form,
     render_page,
-    set_session_cookie,
     template_environment,
 )
 
@@ -83,42 +79,12 @@ def create_app(store: ReviewStore, inputs: ReviewInputs, *, api_key: str | None 
         return page("message.html.j2", status, heading="Not saved", message=text,
                     is_error=status >= 400)
 
-    @app.exception_handler(PageError)
-    async def _page_error(request: Request, exc: PageError):
-        return message(exc.status, exc.message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        return message(exc.status_code, str(exc.detail))
+    add_error_pages(app, message)
 
     def session_of(request: Request) -> Session | None:
         return store.session(request.cookies.get(COOKIE))
 
-    def login_page(status: int = 200, error: str | None = None, name: str = "") -> HTMLResponse:
-        return page("login.html.j2", status, error=error, name=name,
-                    need_key=api_key is not None, max_name=MAX_NAME)
-
-    @app.get("/health")
-    async def health():
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/login")
-    async def login_form(request: Request):
-        return login_page()
-
-    @app.post("/login")
-    async def login(request: Request):
-        data = await read_form(request, {"name", "key"})
-        try:
-            name = clean_name(data.get("name", ""))
-        except PageError as exc:
-            return login_page(exc.status, exc.message, data.get("name", "")[:MAX_NAME])
-        if not key_matches(data.get("key", ""), api_key):
-            return login_page(401, "wrong access key", name)
-        token, _ = await run_in_threadpool(store.create_session, name)
-        response = RedirectResponse("/", status_code=303)
-        set_session_cookie(response, COOKIE, token)
-        return response
+    add_sign_in(app, page, store.create_session, cookie=COOKIE, api_key=api_key)
 
     @app.get("/")
     async def review_page(request: Request):

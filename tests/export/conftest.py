@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tinyruns import one_torch_thread  # noqa: F401 - autouse fixture
 
 _WORDS = ["blue", "wide", "quick", "nine", "deep", "green", "opens", "lazy", "sea", "fox"]
 
@@ -41,17 +42,6 @@ def make_run(root: Path, model: str, method: str, *, steps: int = 4, **extra) ->
         cfg["lora"] = {"r": 4, "alpha": 8, "dropout": 0.0}
     (root / "cfg.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return train(load_config(root / "cfg.yaml"), output_dir=root / "run", progress=False).run_dir
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread on the shared 2-core machine (and identical numerics run to run)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(name="make_run")

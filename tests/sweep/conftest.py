@@ -8,19 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tinyruns import one_torch_thread, write_config  # noqa: F401 - one_torch_thread: autouse
 
 _WORDS = ["blue", "wide", "quick", "nine", "deep", "green", "opens", "lazy"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: the machine is shared, and it keeps numerics run-to-run identical."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -53,14 +43,7 @@ def sweep_config(tiny_model_dir, sweep_data, tmp_path):
             "eval": {"interval": 2, "batch_size": 8},
             "logging": {"interval": 2, "report_to": [], "progress": False},
         }
-        for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-                cfg[key] = {**cfg[key], **value}
-            else:
-                cfg[key] = value
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        return path
+        return write_config(tmp_path / name, cfg, sections)
 
     return _make
 

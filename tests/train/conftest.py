@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
+from tinyruns import one_torch_thread, write_config  # noqa: F401 - one_torch_thread: autouse
 
 _SUBJECTS = ["the sea", "a fox", "Paris", "the office", "red", "numbers", "the report", "a dog"]
 _VERBS = ["Describe", "Explain", "Summarise", "List facts about", "Write about", "Define"]
@@ -25,18 +25,6 @@ def write_chat_rows(path: Path, n: int, seed: int = 0) -> Path:
                                 {"role": "assistant", "content": f"Item {i}: {answer}."}]}
             fh.write(json.dumps(row) + "\n")
     return path
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP threads fighting for cores made
-    the tiny model ~4x slower; it also keeps subprocess and in-process numerics identical."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +51,6 @@ def make_config(tiny_model_dir, chat_data, tmp_path):
             "save": {"interval": 3, "keep_last": 5},
             "logging": {"interval": 1, "report_to": [], "progress": False},
         }
-        for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-                cfg[key] = {**cfg[key], **value}
-            else:
-                cfg[key] = value
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-        return path
+        return write_config(tmp_path / name, cfg, sections)
 
     return _make

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
+from pagehelp import SignedIn
 
 # The in-thread uvicorn helper shared with the backend tests.
 sys.path.insert(0, str(Path(__file__).parent.parent / "backends"))
@@ -57,13 +58,8 @@ def write_prompts(path: Path, rows: list[dict] = PROMPTS) -> Path:
 _FIELD = re.compile(r'name="(battle_id|csrf)" value="([^"]+)"')
 
 
-class Rater:
+class Rater(SignedIn):
     """One browser-less rater: a cookie jar, the current battle id and CSRF token."""
-
-    def __init__(self, base_url: str, name: str, key: str | None = None):
-        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=30)
-        data = {"name": name, **({"key": key} if key is not None else {})}
-        self.login_response = self.http.post("/login", data=data)
 
     def battle(self) -> tuple[str, str, str]:
         """GET / → (battle id, csrf token, page html)."""
@@ -77,8 +73,3 @@ class Rater:
         """POST /vote as the browser form does."""
         return self.http.post("/vote", data={"battle_id": battle_id, "csrf": csrf,
                                              "choice": choice, "reason": reason, **extra})
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.http.close()
-

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 from arenahelp import Rater, write_prompts
 from fakeserver import free_port
+from pagehelp import src_env, wait_healthy
 
 from tuneloop.arena.export import preference_rows
 from tuneloop.cli import main
@@ -130,8 +127,7 @@ def test_arena_serve_process_end_to_end(tmp_path, fake_backend):
     prompts = write_prompts(tmp_path / "p.jsonl")
     db = tmp_path / "team.sqlite"
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = src_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuneloop", "arena", "serve", "--prompts", str(prompts),
          "--model", f"base=openai:{url}#base", "--model", f"tuned=openai:{url}#tuned",
@@ -139,16 +135,7 @@ def test_arena_serve_process_end_to_end(tmp_path, fake_backend):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "arena serve did not come up"
-            time.sleep(0.2)
+        wait_healthy(proc, base, "arena serve")
         rater = Rater(base, "dana", key="team-key")
         assert rater.login_response.status_code == 303
         battle_id, csrf, _ = rater.battle()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from pagehelp import SignedIn
 
 # The in-thread uvicorn helper shared with the backend tests.
 sys.path.insert(0, str(Path(__file__).parent.parent / "backends"))
@@ -73,14 +74,11 @@ _FIELD = re.compile(r'<article class="item (case|row)" id="([^"]+)"')
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-class Reviewer:
+class Reviewer(SignedIn):
     """One browser-less reviewer: a cookie jar and the page's item ids and CSRF token."""
 
-    def __init__(self, base_url: str, name: str, key: str | None = None):
-        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=60)
-        data = {"name": name, **({"key": key} if key is not None else {})}
-        self.login_response = self.http.post("/login", data=data)
-        self.csrf = ""
+    timeout = 60.0
+    csrf = ""
 
     def page(self) -> tuple[dict[str, list[str]], str]:
         """GET / → ({"case": ids, "row": ids}, html); remembers the CSRF token."""
@@ -96,10 +94,6 @@ class Reviewer:
         """POST /save as the page's forms do."""
         return self.http.post("/save", data={"item": item, "csrf": self.csrf, "action": action,
                                              **fields})
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.http.close()
 
 
 def message(response: httpx.Response) -> str:

@@ -4,22 +4,18 @@ rule (R21) in a real process, export → `data check` with provenance, `load_rev
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from fakeserver import free_port
+from pagehelp import src_env, wait_healthy
 from reviewhelp import CASES, ROWS, Reviewer, write_jsonl, write_round
 
 from tuneloop.cli import main
 from tuneloop.errors import DataError
 from tuneloop.review import load_reviewed
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _serve(files: dict[str, Path], db: Path, *extra: str) -> list[str]:
@@ -70,24 +66,13 @@ def test_non_loopback_bind_needs_a_key_and_then_sign_in_needs_it(tmp_path, capsy
     assert not db.exists()
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH",
-                                                                                  "")])}
     argv = [a if a != "0" else str(port) for a in _serve(files, db, "--host", "0.0.0.0",
                                                            "--api-key", "team-key")]
-    proc = subprocess.Popen([sys.executable, "-m", "tuneloop", *argv], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "tuneloop", *argv], env=src_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "review serve did not come up"
-            time.sleep(0.2)
+        wait_healthy(proc, base, "review serve")
         assert Reviewer(base, "Ada").login_response.status_code == 401
         me = Reviewer(base, "Ada", key="team-key")
         assert me.login_response.status_code == 303

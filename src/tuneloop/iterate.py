@@ -60,6 +60,8 @@ QUESTIONS_PER_FAILURE = 6
 # Replayed rows of earlier rounds per new row (measured on the demo: docs/iterate.md).
 REPLAY = 1.0
 RECIPES = ("continue", "retrain")
+# Rows per passing case's fact (new wordings), so a round rehearses what already passes.
+PROTECT = 2
 STYLE_SHARE = 0.9  # share of earlier answers that must carry a prefix/sign-off for it to count
 
 
@@ -187,6 +189,19 @@ def add_check_values(failures: Sequence[Failure], suite: Suite) -> None:
             continue
         f.values = [str(c.value) for c in case.checks if c.name in f.failed_checks
                     and c.name in VALUE_CHECKS and isinstance(c.value, (str, int, float))]
+
+
+def passing_targets(passed: dict[str, bool], suite: Suite) -> list[Failure]:
+    """The passing cases as targets to protect: their questions and every checked value."""
+    out = []
+    for case in suite.cases:
+        if not passed.get(case.id):
+            continue
+        values = [str(c.value) for c in case.checks
+                  if c.name in VALUE_CHECKS and isinstance(c.value, (str, int, float))]
+        out.append(Failure(id=case.id, question=case.user_prompt, tags=list(case.tags),
+                           failed_checks=[], output="", values=values))
+    return out
 
 
 def group_failures(failures: Sequence[Failure], similar: float = SIMILAR) -> list[FailureGroup]:
@@ -419,7 +434,8 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
               overrides: Sequence[str] = (), run_dir: str | Path | None = None,
               progress: bool = True, console: Any = None, recipe: str = "continue",
               replay: float = REPLAY, train_overrides: Sequence[str] = (),
-              reviewed: Sequence[dict[str, Any]] = (), seed: int = 0) -> RoundResult:
+              reviewed: Sequence[dict[str, Any]] = (), seed: int = 0,
+              protect: int = PROTECT) -> RoundResult:
     """One iteration round on `result` (round N-1); returns round N's result (see module doc).
 
     `config` is the training config of round 1 (its data.train files are round 1's data);
@@ -428,7 +444,9 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
     current round's run trained further on new + replayed rows) or "retrain" (the base model on
     every row). `train_overrides`: extra overrides for this round's training only (e.g. a lower
     learning rate). `reviewed`: rows people wrote or accepted (`tuneloop review export`),
-    added to the round's new rows after the same 13-gram scan.
+    added to the round's new rows after the same 13-gram scan. `protect`: rows per *passing*
+    case's fact, in new wordings, so the round rehearses what already works in the ways people
+    ask rather than only in round 1's phrasings (0 = none).
     """
     from rich.console import Console
 
@@ -501,6 +519,16 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
     synth_rows, case_chunks, totals = targeted_rows(
         failures, chunks, generator, out / "synth", judge=judge, options=opt, avoid=avoid,
         round_no=n, style=style)
+    n_targeted = len(synth_rows)
+    if protect > 0:
+        kept, _, kept_totals = targeted_rows(
+            passing_targets(before, suite_obj), chunks, generator, out / "synth-protect",
+            judge=judge, options=replace(opt, questions=protect), avoid=avoid, round_no=n,
+            style=style)
+        for row in kept:
+            row["meta"]["protects"] = row["meta"].pop("targets")
+        synth_rows += kept
+        totals["protect_accepted"] = kept_totals["accepted"]
     if not any(case_chunks.values()):
         raise DataError("no document chunk or seed row matches the failing cases",
                         where=", ".join(map(str, [*documents, *seeds])),
@@ -514,10 +542,12 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
              for r in reviewed]
     new_rows, dropped = clean_new_rows([*synth_rows, *human], suite_obj)
     console.print(f"  {sum(1 for c in case_chunks.values() if c)} case(s) matched to a chunk, "
-                  f"{totals['accepted']} rows generated"
+                  f"{n_targeted} rows for them"
+                  + (f", {totals.get('protect_accepted', 0)} for the {sum(before.values())} "
+                     "passing case(s)" if protect > 0 else "")
                   + (f", {len(human)} reviewed" if human else "")
                   + f", {dropped} dropped by the 13-gram scan, {len(new_rows)} added")
-    if not new_rows:
+    if not any("protects" not in r["meta"] for r in new_rows):  # protecting alone teaches nothing
         raise _no_rows_error(totals, dropped, len(failures), out)
 
     # New data version: the parent's training files (untouched) + a file of the new rows.

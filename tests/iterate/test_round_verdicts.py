@@ -122,15 +122,20 @@ def test_extractive_rows_carry_the_house_style(passing_round_one, capsys):
                         (ferry["prompt"] + " Tell me.", ferry["reference"], "ferry-name")]))
     assert _iterate(ctx, ctx["r1"], "extractive", "--set", "training.max_steps=1",
                     "--reviewed", str(reviewed)) == 0
-    out = capsys.readouterr().out
-    assert "2 reviewed" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "2 reviewed" in out and "for the 2 passing case(s)" in out
     rows = [json.loads(x) for x in (ctx["tmp"] / "loop" / "round-002" / "data" /
                                     "new_rows.jsonl").read_text().splitlines()]
     human = [r for r in rows if r["meta"]["source"] == "human"]
     assert [r["messages"][0]["content"] for r in human] == [
         "Which radio channel is kept for emergencies?"]
     assert human[0]["meta"]["round"] == 2
-    rows = [r for r in rows if r["meta"]["source"] == "machine"]
+    everything = len(rows)
+    # the passing cases' facts get rows too (--protect, default 2), marked as protecting them
+    protecting = [r for r in rows if "protects" in r["meta"]]
+    assert {r["meta"]["protects"][0] for r in protecting} == {"ferry-name", "canteen-day"}
+    assert any("Gullwing" in r["messages"][1]["content"] for r in protecting)
+    rows = [r for r in rows if r["meta"]["source"] == "machine" and r not in protecting]
     assert len(rows) >= 3
     assert {r["meta"]["targets"][0] for r in rows} == {"distress-channel"}
     for r in rows:
@@ -142,6 +147,6 @@ def test_extractive_rows_carry_the_house_style(passing_round_one, capsys):
     assert targets["style"] == {"prefix": "Reply: ", "suffix": " -- Desk"}
     version = json.loads((ctx["tmp"] / "loop" / "round-002" / "data" / "version.json")
                          .read_text())
-    assert version["recipe"] == "continue" and version["replayed_rows"] == len(rows) + 1
+    assert version["recipe"] == "continue" and version["replayed_rows"] == min(12, everything)
     assert version["dropped_contaminated"] >= 1
     assert Path(ctx["tmp"] / "loop" / "round-002" / "data" / "replay.jsonl").is_file()

@@ -76,7 +76,8 @@ def _words(text: str) -> set[str]:
 def _lower_first(text: str) -> str:
     # "The co-op's …" → "the co-op's …", but a name ("Brinewatch probes …") keeps its capital
     first = text.split(" ", 1)[0]
-    return text[0].lower() + text[1:] if first in ("The", "A", "An", "Our", "Every") else text
+    words = ("The", "A", "An", "Our", "Every", "Each", "All", "Any", "No", "Some")
+    return text[0].lower() + text[1:] if first in words else text
 
 
 def subject_wordings(subject: str) -> list[str]:
@@ -90,7 +91,10 @@ def subject_wordings(subject: str) -> list[str]:
         out.append(f"the {m.group(3)} of {owner}")
     elif m := re.fullmatch(r"the (\w[\w-]*) of (.+)", s):
         out.append(f"{m.group(2)}'s {m.group(1)}")
-    elif (m := re.fullmatch(r"the ((?:[\w-]+ )+)([\w-]+)", s)) and len(m.group(1).split()) >= 2:
+    elif ((m := re.fullmatch(r"the ((?:[\w-]+ )+)([\w-]+)", s)) and len(m.group(1).split()) >= 2
+          and not re.search(r"\b(?:at|in|on|for|from|with|to|by)\b|[A-Z]", m.group(1))):
+        # "the boathouse door code" → "the code of the boathouse door"; never across a
+        # preposition or a name ("the key safe code at Scarrow Lodge" stays as written)
         out.append(f"the {m.group(2)} of the {m.group(1).strip()}")
     return list(dict.fromkeys(out))
 
@@ -130,6 +134,8 @@ def questions_for(sentence: str, value: str | None, n: int) -> list[str]:
     described = parts is not None and re.match(r"(?:[a-z]+ed|called|named|held|kept|run|made|"
                                                r"set|known|given|taken|paid|built|sent)\b",
                                                parts[2]) and " by " not in parts[2]
+    if described and not cloze:
+        return []  # "Ropes are retired after 150 hours" is no "what are ropes?" — say nothing
     if parts is not None and not (described and cloze):
         subject, verb, rest = parts
         by = re.match(r"([a-z]+ed) by ", rest)

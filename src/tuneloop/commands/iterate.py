@@ -44,6 +44,9 @@ def register(cli: click.Group) -> None:
 @click.option("--replay", default=None, type=click.FloatRange(0),
               help="With continue: earlier rows replayed per new row (default: the measured "
               "one, docs/iterate.md).")
+@click.option("--protect", default=None, type=click.IntRange(0),
+              help="Rows per passing case's fact, in new wordings, so the round rehearses what "
+              "already passes (default: the measured one, docs/iterate.md; 0 = none).")
 @click.option("--reviewed", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Rows people wrote or accepted (`tuneloop review export` file, or its "
               "review.sqlite), added to the round's new rows; repeatable.")
@@ -53,7 +56,8 @@ def register(cli: click.Group) -> None:
 def iterate_command(result: str, suite_path: str, config_path: str, documents: tuple[str, ...],
                     seeds: tuple[str, ...], generator: str, judge: str | None, loop_dir: str,
                     variant: str | None, run_dir: str | None, questions: int, chunk_words: int,
-                    recipe: str, replay: float | None, reviewed: tuple[str, ...],
+                    recipe: str, replay: float | None, protect: int | None,
+                    reviewed: tuple[str, ...],
                     overrides: tuple[str, ...], no_progress: bool) -> None:
     """Target the failing cases of RESULT (a suite result or compare.json) and run one round.
 
@@ -66,7 +70,7 @@ def iterate_command(result: str, suite_path: str, config_path: str, documents: t
     A round with no new row stops before training. Pass the new round's evals to go again.
     """
     # lazy: iterate pulls synth, train, eval and report (torch, pydantic, jinja2)
-    from tuneloop.iterate import REPLAY, run_round, verdict_lines
+    from tuneloop.iterate import PROTECT, REPLAY, run_round, verdict_lines
     from tuneloop.review import load_reviewed
     from tuneloop.synth.docs import DocsOptions
 
@@ -75,6 +79,7 @@ def iterate_command(result: str, suite_path: str, config_path: str, documents: t
                     judge=judge, loop=loop_dir, documents=documents, seeds=seeds, variant=variant,
                     run_dir=run_dir, overrides=overrides, progress=not no_progress,
                     recipe=recipe, replay=REPLAY if replay is None else replay, reviewed=rows,
+                    protect=PROTECT if protect is None else protect,
                     options=DocsOptions(chunk_words=chunk_words, overlap=min(20, chunk_words // 4),
                                         questions=questions))
     for line in verdict_lines(res):

@@ -58,13 +58,15 @@ MARKER = "demo.json"  # written last; marks a finished (or overwritable) demo wo
 QUICK_CASES = 4
 QUICK_STEPS = 2
 DOCUMENTS = ("handbook.md", "faq.md", "meeting_notes.md")
-# Round 2 trains round 1's adapter further (iterate's `continue` recipe) on the targeted rows and
-# a replay of round 1's rows; a lower rate than round 1's keeps what it learned (docs/demo.md has
-# the measured alternatives). eval.at_start off: round 1's final eval loss is that baseline.
-ROUND2_OVERRIDES = ("training.learning_rate=5.0e-4", "training.epochs=2",
+# Round 2 trains round 1's adapter further (iterate's `continue` recipe) on the targeted rows,
+# rows protecting the passing facts, and all of round 1's rows replayed, at a lower rate than
+# round 1's: the best of the recipes measured in docs/iterate.md. eval.at_start off: round 1's
+# final eval loss is that baseline.
+ROUND2_OVERRIDES = ("training.learning_rate=3.0e-4", "training.epochs=2",
                     "training.warmup_ratio=0.0", "eval.at_start=false")
-ROUND2_REPLAY = 2.0
-ROUND2_QUESTIONS = 6
+ROUND2_REPLAY = None  # every round-1 row
+ROUND2_QUESTIONS = 8
+ROUND2_PROTECT = 2
 
 
 @dataclass
@@ -363,7 +365,7 @@ def _iterate(workdir: Path, data_dir: Path, split_dir: Path, model_ref: str, sui
                     generator="extractive", loop=workdir / "loop",
                     documents=[data_dir / d for d in DOCUMENTS], overrides=overrides,
                     run_dir=run_dir, progress=progress, console=console, recipe="continue",
-                    replay=ROUND2_REPLAY, train_overrides=again,
+                    replay=ROUND2_REPLAY, protect=ROUND2_PROTECT, train_overrides=again,
                     options=DocsOptions(chunk_words=120, overlap=20, questions=ROUND2_QUESTIONS))
     fact, style = case_accuracy(res.suite_result.cases)
     return [{"round": res.round, "variant": f"fine-tuned, round {res.round}",

@@ -65,6 +65,12 @@ def test_quick_demo_on_tiny_model_writes_report_and_table(tiny_model_dir, tmp_pa
     rounds = list_rounds(workdir / "loop")
     assert [r["round"] for r in rounds] == [1, 2] and rounds[1]["parent_id"] == rounds[0]["id"]
     assert "round 2 vs round 1:" in text and "fine-tuned, round 2" in text
+    # the verdict: fixed/broken against round 1, the exact McNemar p, the intervals
+    assert r2["verdict"] in ("improved", "no change", "regression")
+    assert "exact McNemar p" in text and "95 % Wilson intervals" in text
+    assert rounds[1]["verdict"] == r2["verdict"] and rounds[1]["p_value"] is not None
+    # round 2 continued round 1's adapter (same LoRA, no merge): its model is still an adapter
+    assert (workdir / "loop" / "round-002" / "run" / "model" / "adapter_config.json").is_file()
     assert 'id="rounds"' in html
     streams = capfd.readouterr()
     for noise in ("Loading weights", "FutureWarning", "it/s]"):

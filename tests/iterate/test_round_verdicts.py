@@ -147,6 +147,7 @@ def test_extractive_rows_carry_the_house_style(passing_round_one, capsys):
     assert targets["style"] == {"prefix": "Reply: ", "suffix": " -- Desk"}
     version = json.loads((ctx["tmp"] / "loop" / "round-002" / "data" / "version.json")
                          .read_text())
-    assert version["recipe"] == "continue" and version["replayed_rows"] == min(12, everything)
+    assert version["recipe"] == "continue" and version["replayed_rows"] == 12  # all of round 1
+    assert everything > 0
     assert version["dropped_contaminated"] >= 1
     assert Path(ctx["tmp"] / "loop" / "round-002" / "data" / "replay.jsonl").is_file()

@@ -42,8 +42,8 @@ def register(cli: click.Group) -> None:
               "weights) trained on the new rows plus replayed earlier rows; retrain: the "
               "config's model trained on every row.")
 @click.option("--replay", default=None, type=click.FloatRange(0),
-              help="With continue: earlier rows replayed per new row (default: the measured "
-              "one, docs/iterate.md).")
+              help="With continue: earlier rows replayed per new row (default: every earlier "
+              "row, the measured best, docs/iterate.md).")
 @click.option("--protect", default=None, type=click.IntRange(0),
               help="Rows per passing case's fact, in new wordings, so the round rehearses what "
               "already passes (default: the measured one, docs/iterate.md; 0 = none).")

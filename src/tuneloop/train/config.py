@@ -122,6 +122,10 @@ class TrainingSettings(_Strict):
     nan_policy: Literal["stop", "skip"] = Field(
         "stop", description="On NaN/inf loss: stop with the step named, or skip the step."
     )
+    on_divergence: Literal["stop", "warn"] = Field(
+        "stop", description="When the loss blows up or the model dies (uniform-level loss, 3x "
+        "its start, zero gradients): stop with status diverged, or warn and go on."
+    )
 
 
 class EvalConfig(_Strict):
@@ -228,6 +232,7 @@ def config_fingerprint(config: TrainConfig, *, world_size: int = 1) -> str:
     training.pop("precision", None)
     training.pop("compile", None)
     training.pop("gradient_checkpointing", None)
+    training.pop("on_divergence", None)  # what to do when it goes wrong, not how it trains
     # The budget only cuts a step's batches into micro-batches that accumulate (same gradients up
     # to float rounding, like precision); None is what the runs before the budget recorded (R6).
     training["max_tokens_per_batch"] = None

@@ -37,6 +37,13 @@ from tuneloop.progress import optional_progress
 from tuneloop.train import checkpoint as ckpt
 from tuneloop.train import setup
 from tuneloop.train.config import TrainConfig, config_fingerprint, token_budget
+from tuneloop.train.guard import (
+    Divergence,
+    DivergenceGuard,
+    TrainingDiverged,
+    diverged_error,
+    uniform_loss_of,
+)
 from tuneloop.train.objectives import (
     EvalResult,
     Objective,
@@ -116,6 +123,7 @@ class TrainState:
     last_train_loss: float | None = None
     last_eval: EvalResult | None = None
     last_eval_step: int = -1
+    guard: DivergenceGuard = field(default_factory=DivergenceGuard)  # training.on_divergence
 
 
 @dataclass
@@ -199,7 +207,8 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     set_seed(config.training.seed)
     run = _build(config, accelerator, run_dir, hooks, resume, progress)
     _start_run_dir(run, trackers, started)
-    state = TrainState(first_bad=_zero(run, "long"), grad_norm=_zero(run))
+    state = TrainState(first_bad=_zero(run, "long"), grad_norm=_zero(run),
+                       guard=_make_guard(run))
     # From here on every way out ends the run honestly: run.json + index say completed, failed
     # or interrupted, with the step and the reason (R4, R8); SIGTERM stops after a step.
     signals = _Signals().install()
@@ -466,6 +475,8 @@ def _log_window(run: Run, state: TrainState, window: Window, bar: Any, task: Any
                     fp16_overflows=state.overflows,
                     **{n: s / units if units else float("nan")
                        for n, s in zip(names, extra_sums, strict=True)})
+    _on_divergence(run, state, state.guard.observe_train(
+        state.step, state.last_train_loss, float(state.grad_norm)))
     if bar:
         util = f" · MFU {mfu:.0%}" if mfu is not None else ""
         bar.update(task, info=f"loss {state.last_train_loss:.4f} · {tokens_per_s:.0f} tok/s{util}")
@@ -495,6 +506,7 @@ def _evaluate(run: Run, state: TrainState, bar: Any) -> EvalResult | None:
                                  accelerator=run.accelerator,
                                  progress=bar if bar is not None else False)
     run.metrics.log("eval", state.step, eval_loss=res.loss, **res.metrics)
+    _on_divergence(run, state, state.guard.observe_eval(state.step, res.loss))
     stop = run.hooks.on_eval is not None and run.hooks.on_eval(state.step, res.loss)
     if stop and state.step < run.total_steps:
         state.pruned = True
@@ -509,6 +521,36 @@ def _evaluate(run: Run, state: TrainState, bar: Any) -> EvalResult | None:
         state.bad_evals += 1
     state.last_eval = res
     return res
+
+
+def _make_guard(run: Run) -> DivergenceGuard:
+    """The divergence guard; the uniform-loss rule only for token-level losses (SFT, CPT)."""
+    uniform = None
+    if run.config.objective == "sft":
+        uniform = uniform_loss_of(run.accelerator.unwrap_model(run.model,
+                                                               keep_torch_compile=False))
+    return DivergenceGuard(uniform_loss=uniform)
+
+
+def _on_divergence(run: Run, state: TrainState, found: Divergence | None) -> None:
+    """Stop (TrainingDiverged: status diverged) or warn loudly, per training.on_divergence.
+
+    Every process sees the same reduced losses and global grad norm, so all decide alike."""
+    warned = run.info.setdefault("divergence_warnings", [])
+    if found is None or found.kind in {w["signal"] for w in warned}:
+        return  # with warn: said once per signal, not at every later step
+    t = run.config.training
+    run.metrics.log("divergence", found.step, signal=found.kind, reason=found.reason,
+                    action=t.on_divergence)
+    if t.on_divergence == "stop":
+        raise diverged_error(found, learning_rate=t.learning_rate, where=str(run.dir.path))
+    warned.append({"step": found.step, "signal": found.kind, "reason": found.reason})
+    if run.main:
+        import sys
+
+        print(f"WARNING: training looks diverged at step {found.step}: {found.reason}; going "
+              "on (training.on_divergence: warn); a lower training.learning_rate usually fixes "
+              "it", file=sys.stderr)
 
 
 def _maybe_stop_early(run: Run, state: TrainState) -> None:
@@ -732,6 +774,8 @@ def _record_failure(run: Run, state: TrainState, exc: BaseException) -> None:
     directories are gone by now (save_checkpoint removes its own on any exception)."""
     if isinstance(exc, TrainingInterrupted):
         status, reason = "interrupted", exc.what
+    elif isinstance(exc, TrainingDiverged):
+        status, reason = "diverged", exc.what
     elif isinstance(exc, TuneloopError):
         status, reason = "failed", exc.what
     elif isinstance(exc, KeyboardInterrupt):

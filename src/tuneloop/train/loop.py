@@ -204,6 +204,8 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
     started = time.time()
     accelerator, run_dir, trackers = setup.start_processes(
         config, Path(output_dir) if output_dir else None, resume)
+    if resume:
+        _refuse_finished_restart(run_dir)
     set_seed(config.training.seed)
     run = _build(config, accelerator, run_dir, hooks, resume, progress)
     _start_run_dir(run, trackers, started)
@@ -251,11 +253,12 @@ def train(config: TrainConfig, *, resume: bool = False, force_resume: bool = Fal
 def _begin(run: Run, state: TrainState, *, resume: bool, force_resume: bool) -> None:
     """Resume if asked, write run.json (running), evaluate the base model if configured."""
     config = run.config
-    if resume:
-        _resume(run, state, force=force_resume or config.resume.force)
+    restored = resume and _resume(run, state, force=force_resume or config.resume.force)
+    if resume and not restored:
+        _say_restart(run)
     if run.main:
         rundir.write_run_info(run.dir, run.info)
-    if config.eval.at_start and not resume:
+    if config.eval.at_start and not restored:
         _evaluate(run, state, bar=None)  # step 0: the base model's loss, the number to beat
         state.best.eval_loss, state.bad_evals = None, 0  # the baseline is not a checkpoint
 
@@ -638,17 +641,28 @@ def _warn_if_no_space(run: Run, step: int, weights: dict, optimizer: dict) -> No
         pass  # the disk is full already; the save below reports it
 
 
-def _resume(run: Run, state: TrainState, *, force: bool) -> None:
+def _say_restart(run: Run) -> None:
+    """--resume found no checkpoint: the run starts over, and says so (stderr, metrics, run.json)."""
+    run.info["restarted"] = True
+    run.metrics.log("restart", 0, reason="no complete checkpoint")
+    if run.main:
+        import sys
+
+        print(f"resume: no complete checkpoint in {run.dir.checkpoints} (the run stopped before "
+              "its first save, or never ran); starting from step 0", file=sys.stderr)
+
+
+def _resume(run: Run, state: TrainState, *, force: bool) -> bool:
     """Restore weights/optimizer/scheduler/RNG and the state from the latest complete
-    checkpoint (R1, R2, R6, R28)."""
+    checkpoint (R1, R2, R6, R28); False when there is none and the run is to start over."""
     import torch
 
     acc = run.accelerator
     latest = ckpt.find_latest_complete(run.dir.checkpoints)
     if latest is None:
-        raise CheckpointError("nothing to resume: the run has no complete checkpoint",
-                              where=str(run.dir.path),
-                              fix="set save.interval so checkpoints are written, or start anew")
+        # "Resume or start": a job killed before its first save restarts with the same command
+        # (a finished run was refused before anything was written: _refuse_finished_restart).
+        return False
     loaded = ckpt.load_checkpoint(latest)
     saved = loaded.state
     if saved.get("micro_per_step") != run.micro_per_step:
@@ -685,6 +699,25 @@ def _resume(run: Run, state: TrainState, *, force: bool) -> None:
     state.bad_evals, state.skipped = saved["bad_evals"], saved["skipped_steps"]
     state.resumed_from = state.step
     run.metrics.log("resume", state.step, checkpoint=str(latest))
+    return True
+
+
+# A run in one of these states has its model/ written: a restart would replace it.
+_FINISHED = ("completed", "stopped_early", "pruned")
+
+
+def _refuse_finished_restart(run_dir: Path) -> None:
+    """--resume of a finished run without checkpoints would train it over: refuse, before
+    anything in the run directory (run.json, the index row) is touched."""
+    folder = rundir.RunDir(run_dir)
+    if ckpt.find_latest_complete(folder.checkpoints) is not None:
+        return
+    status = rundir.read_run_info(folder, []).get("status")
+    if status in _FINISHED:
+        raise CheckpointError(
+            f"nothing to resume: the run already {status.replace('_', ' ')} and has no complete "
+            "checkpoint", where=str(run_dir),
+            fix="set save.interval so checkpoints are written, or start a new run")
 
 
 # ------------------------------------------------------------------------------------ finish

@@ -51,11 +51,52 @@ def train_command(config_path: str, overrides: tuple[str, ...], resume: bool, fo
     result = train_with_suites(config, resume=resume or force_resume, force_resume=force_resume,
                                output_dir=output_dir, progress=False if no_progress else None)
     if _is_main():
-        best = f"{result.best_eval_loss:.4f}" if result.best_eval_loss is not None else "n/a"
         final = f"{result.final_train_loss:.4f}" if result.final_train_loss is not None else "n/a"
-        click.echo(f"steps: {result.steps}  final train loss: {final}  best eval loss: {best}")
+        click.echo(f"steps: {result.steps}  final train loss: {final}  "
+                   f"best eval loss: {_best_eval(result)}")
+        warning = _eval_warning(result)
+        if warning:
+            click.echo(warning, err=True)
         click.echo(f"run: {result.run_dir}")
         click.echo(f"model: {result.model_dir}")
+
+
+def _best_step_and_loss(result: Any) -> tuple[int, float] | None:
+    """(step, loss) of the best held-out eval, the step-0 baseline (untrained model) included."""
+    scores = []
+    if result.baseline_eval_loss is not None:
+        scores.append((result.baseline_eval_loss, 0))
+    if result.best_eval_loss is not None:
+        scores.append((result.best_eval_loss, result.best_eval_step or result.steps))
+    if not scores:
+        return None
+    loss, step = min(scores)  # a tie goes to step 0: training did not beat the base model
+    return step, loss
+
+
+def _best_eval(result: Any) -> str:
+    best = _best_step_and_loss(result)
+    if best is None:
+        return "n/a"
+    step, loss = best
+    return f"{loss:.4f} (step 0, before training)" if step == 0 else f"{loss:.4f} (step {step})"
+
+
+def _eval_warning(result: Any) -> str | None:
+    """Plain words when the run's model is not its best, or when nothing was learned."""
+    if result.nothing_learned:
+        return (f"warning: nothing was learned: the held-out eval loss is "
+                f"{result.final_eval_loss:.6g} before and after training (to 1e-7); raise "
+                "training.learning_rate or train longer")
+    best, final = _best_step_and_loss(result), result.final_eval_loss
+    if best is None or final is None or final <= best[1] + 1e-7:
+        return None
+    step, loss = best
+    where = ("the untrained model (step 0)" if step == 0 else
+             f"checkpoint {result.best_checkpoint}" if result.best_checkpoint else
+             f"step {step} (no checkpoint holds it)")
+    return (f"warning: the final eval loss {final:.4f} is worse than the best, {loss:.4f} at "
+            f"{where}; model/ holds the final weights")
 
 
 @click.command("plan")

@@ -91,6 +91,9 @@ class TrainResult:
     dropped: dict[str, int] = field(default_factory=dict)
     resumed_from: int | None = None
     pruned: bool = False  # hooks.on_eval ended the run
+    baseline_eval_loss: float | None = None  # step 0 (eval.at_start): the untrained model
+    best_eval_step: int | None = None  # the step of best_eval_loss
+    nothing_learned: bool = False  # the final eval loss equals the baseline (to ~1e-7)
 
 
 @dataclass
@@ -100,6 +103,7 @@ class Best:
     metric: float | None = None
     eval_loss: float | None = None
     checkpoint: str | None = None
+    eval_step: int | None = None  # the step that scored eval_loss
 
 
 @dataclass
@@ -123,6 +127,7 @@ class TrainState:
     last_train_loss: float | None = None
     last_eval: EvalResult | None = None
     last_eval_step: int = -1
+    baseline_eval_loss: float | None = None  # step 0's eval (eval.at_start)
     guard: DivergenceGuard = field(default_factory=DivergenceGuard)  # training.on_divergence
 
 
@@ -259,8 +264,10 @@ def _begin(run: Run, state: TrainState, *, resume: bool, force_resume: bool) -> 
     if run.main:
         rundir.write_run_info(run.dir, run.info)
     if config.eval.at_start and not restored:
-        _evaluate(run, state, bar=None)  # step 0: the base model's loss, the number to beat
-        state.best.eval_loss, state.bad_evals = None, 0  # the baseline is not a checkpoint
+        res = _evaluate(run, state, bar=None)  # step 0: the base model's loss, the number to beat
+        state.baseline_eval_loss = res.loss if res is not None else None
+        # the baseline is not a checkpoint (nor a trained model: a sweep compares those)
+        state.best.eval_loss, state.best.eval_step, state.bad_evals = None, None, 0
 
 
 # ------------------------------------------------------------------------------------- setup
@@ -518,7 +525,7 @@ def _evaluate(run: Run, state: TrainState, bar: Any) -> EvalResult | None:
     if best.eval_loss is None or res.loss < best.eval_loss:
         improved = best.eval_loss is None or (
             best.eval_loss - res.loss > run.config.eval.early_stopping_min_delta)
-        best.eval_loss = res.loss
+        best.eval_loss, best.eval_step = res.loss, state.step
         state.bad_evals = 0 if improved else state.bad_evals + 1
     else:
         state.bad_evals += 1
@@ -583,7 +590,8 @@ def _save(run: Run, state: TrainState, bar: Any) -> None:
     saved = {"epoch": state.epoch, "position": state.position, "data_fingerprint": run.data_id,
              "config_fingerprint": run.config_fp, "micro_per_step": run.micro_per_step,
              "world_size": run.world, "best": asdict(best), "bad_evals": state.bad_evals,
-             "skipped_steps": state.skipped, "metric": metric}
+             "skipped_steps": state.skipped, "metric": metric,
+             "baseline_eval_loss": state.baseline_eval_loss}
     _write_checkpoint(run, state.step, saved)
     if run.main:
         keep = run.config.save.keep_best and best.checkpoint
@@ -697,6 +705,7 @@ def _resume(run: Run, state: TrainState, *, force: bool) -> bool:
     state.step, state.epoch, state.position = saved["step"], saved["epoch"], saved["position"]
     state.best = Best(**saved["best"])
     state.bad_evals, state.skipped = saved["bad_evals"], saved["skipped_steps"]
+    state.baseline_eval_loss = saved.get("baseline_eval_loss")  # absent before it was saved
     state.resumed_from = state.step
     run.metrics.log("resume", state.step, checkpoint=str(latest))
     return True
@@ -842,10 +851,16 @@ def _finish(run: Run, state: TrainState, trackers: list[str], started: float) ->
                          method=run.config.method, data_format=run.data.format)
     acc.wait_for_everyone()
     final_eval = state.last_eval.loss if state.last_eval else None
+    base = state.baseline_eval_loss
+    # lr 1e-12 leaves the held-out loss bit-identical: finished, but nothing was learned
+    unmoved = (base is not None and final_eval is not None and state.step > 0
+               and abs(final_eval - base) <= 1e-7 * max(1.0, abs(base)))
     run.info.update({
         "status": "pruned" if state.pruned else
                   "stopped_early" if state.stopped_early else "completed", "steps": state.step,
-        "best_eval_loss": best.eval_loss, "best_checkpoint": best.checkpoint,
+        "best_eval_loss": best.eval_loss, "best_eval_step": best.eval_step,
+        "baseline_eval_loss": base, "nothing_learned": unmoved,
+        "best_checkpoint": best.checkpoint,
         "final_train_loss": state.last_train_loss, "final_eval_loss": final_eval,
         "skipped_steps": state.skipped, "fp16_overflows": state.overflows,
         "resumed_from": state.resumed_from, "seconds": round(time.time() - started, 2),
@@ -864,4 +879,5 @@ def _finish(run: Run, state: TrainState, trackers: list[str], started: float) ->
         best_checkpoint=run.dir.checkpoints / best.checkpoint if best.checkpoint else None,
         model_dir=run.dir.model, stopped_early=state.stopped_early,
         skipped_steps=state.skipped, dropped=run.data.dropped, resumed_from=state.resumed_from,
-        pruned=state.pruned)
+        pruned=state.pruned, baseline_eval_loss=base, best_eval_step=best.eval_step,
+        nothing_learned=unmoved)

@@ -71,6 +71,21 @@ def responder(kind: str, text: str, n: int) -> str:
     return ""
 
 
+def write_seed_config(tmp_path, model_dir, data, answer) -> Path:
+    """12 greeting rows (answers by `answer(i)`) and a 2-step full fine-tuning config on them."""
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Say hello number {i}."},
+        {"role": "assistant", "content": answer(i)}]}) + "\n" for i in range(12)),
+        encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "harbour", "model": str(model_dir), "method": "full",
+        "data": {"train": [str(data)], "max_length": 64},
+        "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "seed": 1},
+        "logging": {"interval": 1, "report_to": [], "progress": False}}), encoding="utf-8")
+    return config
+
+
 @pytest.fixture()
 def harbour(tmp_path, tiny_model_dir, monkeypatch):
     """Docs, suite, seed data, config for the tiny model, and a round-1 result."""
@@ -82,16 +97,7 @@ def harbour(tmp_path, tiny_model_dir, monkeypatch):
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump(SUITE), encoding="utf-8")
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"Say hello number {i}."},
-        {"role": "assistant", "content": f"Hello {i}."}]}) + "\n" for i in range(12)),
-        encoding="utf-8")
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "harbour", "model": str(tiny_model_dir), "method": "full",
-        "data": {"train": [str(data)], "max_length": 64},
-        "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "seed": 1},
-        "logging": {"interval": 1, "report_to": [], "progress": False}}), encoding="utf-8")
+    config = write_seed_config(tmp_path, tiny_model_dir, data, lambda i: f"Hello {i}.")
     result, variant_dir = run_suite(str(suite), str(tiny_model_dir), out_dir=tmp_path / "r1",
                                     variant="round-1")
     assert result.pass_rate == 0.0  # the untrained tiny model fails every case

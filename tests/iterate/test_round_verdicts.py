@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fake_llm import FakeLLM, spec
-from test_iterate_round import DOC, SUITE
+from test_iterate_round import DOC, SUITE, write_seed_config
 
 from tuneloop.cli import main
 from tuneloop.index import list_rounds
@@ -29,16 +29,8 @@ def passing_round_one(tmp_path, tiny_model_dir):
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({**SUITE, "cases": CASES}), encoding="utf-8")
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"Say hello number {i}."},
-        {"role": "assistant", "content": f"Reply: {('hi', 'hello', 'hey')[i % 3]} {i}. -- Desk"}]}) + "\n"
-        for i in range(12)), encoding="utf-8")
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "harbour", "model": str(tiny_model_dir), "method": "full",
-        "data": {"train": [str(data)], "max_length": 64},
-        "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "seed": 1},
-        "logging": {"interval": 1, "report_to": [], "progress": False}}), encoding="utf-8")
+    config = write_seed_config(tmp_path, tiny_model_dir, data,
+                               lambda i: f"Reply: {('hi', 'hello', 'hey')[i % 3]} {i}. -- Desk")
     _, variant_dir = run_suite(str(suite), str(tiny_model_dir), out_dir=tmp_path / "r1",
                                variant="round-1")
     # as if a trained model had answered the ferry and canteen cases right

@@ -376,12 +376,13 @@ def targeted_rows(failures: Sequence[Failure], chunks: Sequence[Chunk], generato
     One synth run per failing case (LOOP/round-NNN/synth/NNN-ID/), so each row knows the case it
     targets; rows carry the round, the case ids, the chunk and the house style.
     """
-    from tuneloop.backends import make_generator
+    from tuneloop.synth.run import open_generator
 
-    # open a spec once: a local model must not load again for every case
-    gen = make_generator(generator) if isinstance(generator, (str, dict)) else generator
-    jgen = None if judge is None else (make_generator(judge) if isinstance(judge, (str, dict))
-                                       else judge)
+    # open a spec once (a local model must not load again for every case), with one cache for
+    # the round's synth runs: an interrupted round resends nothing it already got
+    out.mkdir(parents=True, exist_ok=True)
+    gen = open_generator(generator, out)
+    jgen = None if judge is None else open_generator(judge, out)
     rows: list[dict[str, Any]] = []
     case_chunks: dict[str, Any] = {}
     totals: dict[str, Any] = {"accepted": 0, "rejected": {}, "requests": 0, "runs": 0}

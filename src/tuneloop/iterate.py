@@ -42,7 +42,7 @@ from tuneloop.data.contamination import contamination_report
 from tuneloop.data.jsonl import read_jsonl_objects
 from tuneloop.errors import DataError, UsageError
 from tuneloop.eval.contamination import suite_items
-from tuneloop.eval.stats import PairedVerdict, format_interval, format_p, paired_verdict
+from tuneloop.eval.stats import format_interval, format_p, paired_verdict
 from tuneloop.eval.suite import Suite, load_suite
 from tuneloop.eval.suite_run import run_suite
 from tuneloop.index import best_round, list_rounds, record_round
@@ -307,13 +307,6 @@ def _sha256(path: str) -> str | None:
 
 def _loop_rounds(loop: Path) -> list[dict[str, Any]]:
     return list_rounds(loop)
-
-
-def verdict_of(v: PairedVerdict) -> str:
-    """improved / no change / regression: more fixed than broken, as many, or fewer."""
-    if len(v.fixed) > len(v.broken):
-        return "improved"
-    return "regression" if len(v.broken) > len(v.fixed) else "no change"
 
 
 def answer_style(rows: Sequence[Any]) -> dict[str, str]:
@@ -586,7 +579,7 @@ def run_round(result: str | Path, *, suite: str | Path | Suite, config: str | Pa
                                variant=f"round-{n}", batch_size=16, progress=progress)
     after = {c.id: c.passed for c in res.cases}
     sig = paired_verdict(before, after)
-    verdict = verdict_of(sig)
+    verdict = sig.verdict
     record_round(
         loop, n, parent_id=parent["id"], run_dir=trained.run_dir,
         eval_path=evals_dir / "cases.jsonl", data_paths=files,

@@ -14,7 +14,7 @@ from tuneloop.data.records import Record
 from tuneloop.errors import UsageError
 from tuneloop.eval.stats import mcnemar_exact, paired_verdict, wilson_interval
 from tuneloop.index import best_round
-from tuneloop.iterate import answer_style, apply_style, verdict_of
+from tuneloop.iterate import answer_style, apply_style
 
 CHUNK = """## Places
 
@@ -86,7 +86,9 @@ def test_the_best_round_is_the_highest_pass_rate_and_the_earliest_of_equals():
               {"round": 4, "pass_rate": 0.4, "verdict": "regression"}]
     assert best_round(rounds)["round"] == 2
     v = paired_verdict({"a": True, "b": False, "c": False}, {"a": False, "b": True, "c": True})
-    assert (v.fixed, v.broken, verdict_of(v)) == (["b", "c"], ["a"], "improved")
+    assert (v.fixed, v.broken, v.verdict) == (["b", "c"], ["a"], "improved")
+    assert paired_verdict({"a": True}, {"a": False}).verdict == "regression"
+    assert paired_verdict({"a": True, "b": False}, {"a": False, "b": True}).verdict == "no change"
 
 
 @pytest.mark.parametrize(("fixed", "broken"), [(0, 0), (5, 5), (6, 0), (9, 6), (1, 12), (30, 17)])

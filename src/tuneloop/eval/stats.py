@@ -8,7 +8,7 @@ handful of flipped cases. Both are computed exactly here; scipy supplies the bin
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 Z95 = 1.959963984540054  # the two-sided 95 % normal quantile
@@ -55,6 +55,13 @@ class PairedVerdict:
         return (self.passed_after - self.passed_before) / self.n if self.n else 0.0
 
     @property
+    def verdict(self) -> str:
+        """improved / no change / regression: more cases fixed than broken, as many, or fewer."""
+        if len(self.fixed) != len(self.broken):
+            return "improved" if len(self.fixed) > len(self.broken) else "regression"
+        return "no change"
+
+    @property
     def significant(self) -> bool:
         """p < 0.05 (two-sided exact McNemar)."""
         return self.p_value < 0.05
@@ -65,6 +72,7 @@ class PairedVerdict:
         data["interval_before"] = list(self.interval_before)
         data["interval_after"] = list(self.interval_after)
         data["delta"] = self.delta
+        data["verdict"] = self.verdict
         return data
 
 
@@ -93,5 +101,5 @@ def format_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-__all__: Sequence[str] = ["PairedVerdict", "format_interval", "format_p", "mcnemar_exact",
+__all__ = ["PairedVerdict", "format_interval", "format_p", "mcnemar_exact",
                           "paired_verdict", "wilson_interval"]

@@ -110,3 +110,20 @@ def test_wilson_interval_matches_a_hand_computation():
     assert (lo, hi) == pytest.approx((centre - half, centre + half))
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] > 0.25
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_synth_docs_runs_offline_with_the_extractive_generator(tmp_path):
+    """The documented product path: `synth docs --generator extractive` writes judged rows whose
+    answers are statements of the document, with no model anywhere."""
+    import json
+
+    from tuneloop.cli import main
+
+    doc = tmp_path / "places.md"
+    doc.write_text(CHUNK, encoding="utf-8")
+    assert main(["synth", "docs", str(doc), "--generator", "extractive", "--out",
+                 str(tmp_path / "out"), "--questions", "3", "--no-progress"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    assert all(r["messages"][1]["content"] in statements(CHUNK) for r in rows)
+    assert all(r["meta"]["generator"] == "extractive" for r in rows)

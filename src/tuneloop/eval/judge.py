@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -289,6 +289,20 @@ def prompt_name(mode: str, q: Question) -> str:
     return name
 
 
+def prompt_loader(mode: str, prompt_dir: str | Path | None = None
+                  ) -> Callable[[Question], JudgePrompt]:
+    """`q -> the JudgePrompt that grades q` in `mode`, each prompt file read once."""
+    loaded: dict[str, JudgePrompt] = {}
+
+    def prompt_for(q: Question) -> JudgePrompt:
+        name = prompt_name(mode, q)
+        if name not in loaded:
+            loaded[name] = load_prompt(name, prompt_dir)
+        return loaded[name]
+
+    return prompt_for
+
+
 def single_messages(q: Question, answers: list[str], prompt: JudgePrompt) -> Messages:
     """Judge messages grading one model's answers to `q`."""
     return prompt.messages(conversation=_conversation(q.turns, answers),
@@ -516,13 +530,7 @@ def run_judge(
         answers = collect_answers(questions, models, answers, answer_params,
                                   generators=generators, progress=progress)
 
-        prompts_cache: dict[str, JudgePrompt] = {}
-
-        def prompt_for(q: Question) -> JudgePrompt:
-            name = prompt_name(mode, q)
-            if name not in prompts_cache:
-                prompts_cache[name] = load_prompt(name, prompt_dir)
-            return prompts_cache[name]
+        prompt_for = prompt_loader(mode, prompt_dir)
 
         jobs: list[tuple[dict[str, Any], Messages]] = []
         if mode == "single":

@@ -30,12 +30,10 @@ from tuneloop.backends import Generator, GenParams, Messages, make_generator
 from tuneloop.errors import EvalError
 from tuneloop.eval.judge import (
     TOP_LOGPROBS,
-    JudgePrompt,
     Question,
     judge_verdicts,
-    load_prompt,
     pair_messages,
-    prompt_name,
+    prompt_loader,
     single_messages,
 )
 from tuneloop.eval.judge_stats import combine_pair
@@ -167,13 +165,7 @@ def judge_discrimination(judge: str | Generator, questions: Sequence[Question], 
     gen = make_generator(judge) if isinstance(judge, str) else judge
     params = judge_params or GenParams(max_tokens=512)
     probes, skipped = build_probes(questions, answers)
-    prompts: dict[str, JudgePrompt] = {}
-
-    def prompt_for(q: Question) -> JudgePrompt:
-        name = prompt_name(mode, q)
-        if name not in prompts:
-            prompts[name] = load_prompt(name, prompt_dir)
-        return prompts[name]
+    prompt_for = prompt_loader(mode, prompt_dir)
 
     jobs: list[tuple[dict[str, Any], Messages]] = []
     if mode == "single":
